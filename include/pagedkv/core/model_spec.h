@@ -1,0 +1,82 @@
+// ModelSpec: the shape of a model's KV cache (layers, heads, head dim, dtype, per-layer attention
+// kind). Used by sizing, the block manager (one pool per KV group) and the simulator.
+//
+//   PAGEDKV_ASSIGN_OR_RETURN(ModelSpec spec, ModelSpec::Preset("llama-3-8b"));
+//   for (const KvGroup& g : spec.Groups()) { ... g.layers.size() ... }
+#ifndef PAGEDKV_CORE_MODEL_SPEC_H_
+#define PAGEDKV_CORE_MODEL_SPEC_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "pagedkv/core/types.h"
+
+namespace pagedkv {
+
+enum class AttentionKind : uint8_t {
+  kFull = 0,     // causal self-attention over every past token
+  kSliding = 1,  // causal self-attention over the last `window_tokens` tokens
+  kCross = 2,    // attention over the encoder output (written once per request)
+  kShares = 3,   // reads the KV of an earlier layer (`shares_layer`); stores nothing itself
+};
+std::string_view AttentionKindName(AttentionKind kind);  // "full", "sliding", "cross", "shares"
+
+struct LayerSpec {
+  AttentionKind kind = AttentionKind::kFull;
+  int32_t window_tokens = 0;  // > 0 for kSliding, 0 otherwise
+  int32_t shares_layer = -1;  // for kShares: index of an earlier layer that has storage
+};
+
+// Layers with the same attention kind and window. Each group has its own pool and block tables.
+struct KvGroup {
+  int32_t group_id = 0;
+  AttentionKind kind = AttentionKind::kFull;  // never kShares
+  int32_t window_tokens = 0;                  // kSliding only
+  // Layers with storage in this group, ascending. A block of this group holds, for each of them,
+  // K and V: [layer_in_group][K/V][kv_head][slot_in_block][head_dim].
+  std::vector<int32_t> layers;
+};
+
+struct ModelSpec {
+  std::string name;
+  int32_t num_q_heads = 0;
+  int32_t num_kv_heads = 0;  // divides num_q_heads (GQA / MQA when smaller)
+  int32_t head_dim = 0;
+  DType kv_dtype = DType::kFp16;
+  std::vector<LayerSpec> layers;  // one per layer (decoder layers, then cross layers if any)
+
+  int32_t num_layers() const { return static_cast<int32_t>(layers.size()); }
+
+  // Named presets: llama-2-7b, llama-3-8b, llama-3-70b, mistral-7b, qwen2.5-1.5b, phi-4-mini,
+  // gemma-hybrid, whisper-large-v3. NotFound listing the names for an unknown one.
+  static absl::StatusOr<ModelSpec> Preset(std::string_view name);
+  static std::vector<std::string> PresetNames();
+
+  // JSON: {"name": "...", "num_q_heads": 32, "num_kv_heads": 8, "head_dim": 128, "kv_dtype":
+  // "fp16",
+  //        "num_layers": 32, "layers": ["full", "sliding:4096", "shares:0", "cross", ...]}
+  // "layers" may be omitted (all full) or list one entry per layer. The result is validated.
+  static absl::StatusOr<ModelSpec> FromJson(std::string_view json_text);
+  static absl::StatusOr<ModelSpec> FromJsonFile(const std::string& path);
+  std::string ToJson() const;
+
+  // InvalidArgument naming the field and value: heads/dims > 0, num_kv_heads divides num_q_heads,
+  // window > 0 for sliding layers, shares(j) points to an earlier layer that has storage, ...
+  absl::Status Validate() const;
+
+  // KV groups in order of first appearance; kShares layers belong to no group.
+  std::vector<KvGroup> Groups() const;
+  // The layer whose storage `layer` reads: itself, or the target of a shares(j) layer.
+  int32_t StorageLayer(int32_t layer) const;
+
+  // Bytes of K and V of one token in one layer: 2 * num_kv_heads * head_dim * sizeof(dtype).
+  uint64_t BytesPerTokenPerLayer() const;
+};
+
+}  // namespace pagedkv
+
+#endif  // PAGEDKV_CORE_MODEL_SPEC_H_

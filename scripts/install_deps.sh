@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages pagedkv needs to build and test, and only those that are missing.
+# Idempotent: when everything is present it prints one line and changes nothing.
+# Usage: scripts/install_deps.sh            (runs apt-get as root, or through sudo when available)
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ pkg-config
+  libboost-dev libspdlog-dev libabsl-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev
+  python3-dev pybind11-dev python3-pytest python3-numpy
+)
+# Extra packages for optional checks (browser test of the HTML report) can be passed as arguments.
+packages+=("$@")
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+  sudo_cmd=()
+elif command -v sudo >/dev/null 2>&1; then
+  sudo_cmd=(sudo)
+else
+  echo "install_deps: missing packages: ${missing[*]}" >&2
+  echo "install_deps: not root and no sudo; install them with apt-get as root and re-run" >&2
+  exit 1
+fi
+
+echo "install_deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds pagedkv and runs every test (C++ GoogleTest suites and the Python tests, through CTest).
+# Usage: scripts/test.sh [--sanitize address,undefined|thread] [ctest args...]
+#   default:      build/test   (RelWithDebInfo, expensive debug checks on, CUDA sources compiled if nvcc is found)
+#   --sanitize S: build/<S>    (Debug-ish build under the sanitizer, CUDA off)
+# Installs missing Debian packages first; a second run rebuilds only what changed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+sanitize=none
+if [ "${1:-}" = "--sanitize" ]; then sanitize="$2"; shift 2; fi
+
+"$root/scripts/install_deps.sh"
+
+if [ "$sanitize" = none ]; then
+  build_dir="$root/build/test"
+  opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPAGEDKV_DEBUG_LEVEL=2 -DPAGEDKV_CUDA=AUTO)
+else
+  build_dir="$root/build/sanitize-${sanitize//,/-}"
+  opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPAGEDKV_DEBUG_LEVEL=2 -DPAGEDKV_CUDA=OFF
+        "-DPAGEDKV_SANITIZE=$sanitize")
+fi
+"$root/scripts/configure_build.sh" "$build_dir" -- "${opts[@]}"
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+cd "$build_dir"
+ctest --output-on-failure --parallel "${PAGEDKV_JOBS:-$(nproc)}" "$@"
