@@ -78,12 +78,17 @@ class EvictionListener {
   virtual void OnEvict(BlockId block, const BlockHash& hash) = 0;
 };
 
+// BlockAllocator::Options. Defined outside the class because a nested struct's default member
+// initializers cannot be used in a default argument of the enclosing class (`Options options =
+// {}`).
+struct BlockAllocatorOptions {
+  // Fraction of the blocks CanAllocate keeps available; [0, 1).
+  double watermark = 0.0;
+};
+
 class BlockAllocator {
  public:
-  struct Options {
-    // Fraction of the blocks CanAllocate keeps available; [0, 1).
-    double watermark = 0.0;
-  };
+  using Options = BlockAllocatorOptions;
 
   // InvalidArgument for a pool with zero blocks or a watermark outside [0, 1).
   static absl::StatusOr<std::unique_ptr<BlockAllocator>> Create(std::unique_ptr<MemoryPool> pool,

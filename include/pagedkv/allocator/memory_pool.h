@@ -18,6 +18,9 @@
 #include "pagedkv/core/types.h"
 
 namespace pagedkv {
+namespace internal {
+class PoolBackend;
+}  // namespace internal
 
 // The memory that actually backs a pool (a kGpu request may end up on kHostAligned).
 enum class MemoryBackend : uint8_t {
@@ -64,10 +67,12 @@ class MemoryPool {
   std::byte* BlockData(BlockId id) const;
 
  private:
-  MemoryPool(const PoolOptions& options, MemoryBackend backend, std::byte* base);
+  MemoryPool(const PoolOptions& options, std::unique_ptr<internal::PoolBackend> impl,
+             std::byte* base);
   PoolOptions options_;
-  MemoryBackend backend_;
-  std::byte* base_;
+  std::unique_ptr<internal::PoolBackend> impl_;  // allocated the arena; frees it
+  MemoryBackend backend_;                        // impl_->kind()
+  std::byte* base_;                              // nullptr for kVirtual
 };
 
 // True when a CUDA device is usable at run time (always false in a build without CUDA).

@@ -1,0 +1,521 @@
+// BlockAllocator: per-block metadata records in one array, threaded on two Boost.Intrusive lists
+// (free list, evictable LRU) through one hook each record carries, plus a content-hash index.
+// Every operation is O(1) (the span forms O(n) in the span); nothing allocates per block.
+#include "pagedkv/allocator/block_allocator.h"
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "boost/intrusive/list.hpp"
+#include "fmt/format.h"
+#include "pagedkv/core/absl_compat.h"
+#include "pagedkv/core/check.h"
+#include "pagedkv/core/logging.h"
+
+namespace pagedkv {
+
+struct BlockAllocator::Impl {
+  enum class State : uint8_t { kFree = 0, kCached = 1, kInUse = 2 };
+
+  // One record per block. Invariants (CheckInvariants verifies them):
+  //   state == kFree   <=> ref == 0 && !hashed, linked on free_list
+  //   state == kCached <=> ref == 0 &&  hashed, linked on lru
+  //   state == kInUse  <=> ref >= 1, linked on no list
+  //   hashed <=> index[hash] == this block's id
+  struct Block {
+    // normal_link: no auto-unlink or safe-mode bookkeeping on the hot path; `state` says which
+    // list (if any) holds the block.
+    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>>
+        hook;
+    BlockHash hash;    // meaningful only when hashed
+    uint32_t ref = 0;  // number of holders (block-table entries) of this block
+    State state = State::kFree;
+    bool hashed = false;
+  };
+  using List = boost::intrusive::list<
+      Block, boost::intrusive::member_hook<Block, decltype(Block::hook), &Block::hook>,
+      boost::intrusive::constant_time_size<true>>;
+
+  explicit Impl(uint32_t n) : blocks(new Block[n]) {
+    // Ascending ids, so a fresh allocator hands out 0, 1, 2, ...
+    for (uint32_t i = 0; i < n; ++i) free_list.push_back(blocks[i]);
+  }
+
+  static std::string_view StateName(State s) {
+    switch (s) {
+      case State::kFree:
+        return "free";
+      case State::kCached:
+        return "cached";
+      case State::kInUse:
+        return "in use";
+    }
+    return "?";
+  }
+
+  BlockId IdOf(const Block& b) const { return static_cast<BlockId>(&b - blocks.get()); }
+
+  // Declared before the lists so the lists are destroyed first.
+  std::unique_ptr<Block[]> blocks;
+  List free_list;  // state kFree; allocation takes the front, release pushes the front (warm)
+  List lru;        // state kCached; front = least recently used (evicted first)
+  absl::flat_hash_map<BlockHash, BlockId> index;  // exactly the hashed blocks
+
+  uint32_t peak_in_use = 0;
+  uint64_t allocations = 0;
+  uint64_t releases = 0;
+  uint64_t evictions = 0;
+  uint64_t cache_hits = 0;
+  uint64_t cache_misses = 0;
+};
+
+namespace {
+
+std::string HashString(const BlockHash& h) { return fmt::format("{:016x}{:016x}", h.hi, h.lo); }
+
+// ceil(watermark * num_blocks), except that a product within rounding noise of an integer counts
+// as that integer (0.07 * 100 is 7.000000000000001 in binary floating point, not 8 blocks' worth).
+uint32_t WatermarkBlocks(double watermark, uint32_t num_blocks) {
+  const double exact = watermark * static_cast<double>(num_blocks);
+  const double nearest = std::nearbyint(exact);
+  const double blocks =
+      std::fabs(exact - nearest) <= 1e-9 * std::max(1.0, exact) ? nearest : std::ceil(exact);
+  return static_cast<uint32_t>(std::min(blocks, static_cast<double>(num_blocks)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BlockAllocator>> BlockAllocator::Create(
+    std::unique_ptr<MemoryPool> pool, Options options) {
+  if (pool == nullptr) {
+    return absl::InvalidArgumentError(
+        "BlockAllocator::Create: pool is null; create a MemoryPool first");
+  }
+  const uint32_t n = pool->num_blocks();
+  if (n == 0 || n >= kInvalidBlockId) {
+    return absl::InvalidArgumentError(absl::StrCat("BlockAllocator::Create: pool '", pool->name(),
+                                                   "' has ", n, " blocks; need 1 to ",
+                                                   kInvalidBlockId - 1));
+  }
+  // Written so that NaN fails too.
+  if (!(options.watermark >= 0.0 && options.watermark < 1.0)) {
+    return absl::InvalidArgumentError(absl::StrCat("BlockAllocator::Create: watermark ",
+                                                   options.watermark,
+                                                   " is outside [0, 1); use e.g. 0.01 for 1%"));
+  }
+  auto impl = std::make_unique<Impl>(n);
+  PAGEDKV_LOG_TRACE("allocator over pool '{}' created: num_blocks={} watermark={} ({} blocks)",
+                    pool->name(), n, options.watermark, WatermarkBlocks(options.watermark, n));
+  return std::unique_ptr<BlockAllocator>(
+      new BlockAllocator(std::move(pool), std::move(impl), options));
+}
+
+absl::StatusOr<std::unique_ptr<BlockAllocator>> BlockAllocator::CreateVirtual(uint32_t num_blocks,
+                                                                              Options options) {
+  PoolOptions pool_options;
+  pool_options.tier = Tier::kVirtual;
+  pool_options.bytes_per_block = 1;  // a virtual pool has no bytes; any positive size will do
+  pool_options.num_blocks = num_blocks;
+  pool_options.name = "virtual";
+  absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(pool_options);
+  if (!pool.ok()) return pool.status();
+  return Create(std::move(*pool), options);
+}
+
+BlockAllocator::BlockAllocator(std::unique_ptr<MemoryPool> pool, std::unique_ptr<Impl> impl,
+                               Options options)
+    : pool_(std::move(pool)),
+      impl_(std::move(impl)),
+      num_blocks_(pool_->num_blocks()),
+      watermark_blocks_(WatermarkBlocks(options.watermark, pool_->num_blocks())) {}
+
+BlockAllocator::~BlockAllocator() = default;
+
+uint32_t BlockAllocator::num_free() const { return static_cast<uint32_t>(impl_->free_list.size()); }
+uint32_t BlockAllocator::num_cached() const { return static_cast<uint32_t>(impl_->lru.size()); }
+
+absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
+  Impl& s = *impl_;
+  const size_t needed = out.size();
+  const size_t num_free = s.free_list.size();
+  const size_t num_cached = s.lru.size();
+  if (__builtin_expect(needed > num_free + num_cached, 0)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "need ", needed, " blocks, ", num_free, " free + ", num_cached, " cached available of ",
+        num_blocks_, " (", num_blocks_ - num_free - num_cached,
+        " in use); release blocks or preempt a sequence and retry"));
+  }
+  size_t i = 0;
+  // Free blocks first: they hold nothing anyone can reuse.
+  const size_t from_free = needed < num_free ? needed : num_free;
+  for (; i < from_free; ++i) {
+    Impl::Block& b = s.free_list.front();
+    s.free_list.pop_front();
+    b.ref = 1;
+    b.state = Impl::State::kInUse;
+    out[i] = s.IdOf(b);
+  }
+  // Then evict cached blocks, least recently used first.
+  for (; i < needed; ++i) {
+    Impl::Block& b = s.lru.front();
+    s.lru.pop_front();
+    const BlockId id = s.IdOf(b);
+    s.index.erase(b.hash);
+    b.hashed = false;
+    b.ref = 1;
+    b.state = Impl::State::kInUse;
+    ++s.evictions;
+    PAGEDKV_LOG_TRACE("evict block={} hash={} cached_left={}", id, HashString(b.hash),
+                      s.lru.size());
+    if (eviction_listener_ != nullptr) eviction_listener_->OnEvict(id, b.hash);
+    out[i] = id;
+  }
+  s.allocations += needed;
+  const uint32_t in_use = num_blocks_ - static_cast<uint32_t>(s.free_list.size() + s.lru.size());
+  if (in_use > s.peak_in_use) s.peak_in_use = in_use;
+  PAGEDKV_LOG_TRACE("allocate n={} blocks=[{}] evicted={} free={} cached={} in_use={}", needed,
+                    fmt::join(out.begin(), out.end(), ","), needed - from_free, s.free_list.size(),
+                    s.lru.size(), in_use);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BlockId> BlockAllocator::AllocateOne() {
+  BlockId id = kInvalidBlockId;
+  absl::Status status = Allocate(absl::Span<BlockId>(&id, 1));
+  if (__builtin_expect(!status.ok(), 0)) return status;
+  return id;
+}
+
+absl::Status BlockAllocator::Release(BlockId id, EvictionPriority priority) {
+  Impl& s = *impl_;
+  if (__builtin_expect(id >= num_blocks_, 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("Release: block ", id,
+                                                   " does not exist (pool has ", num_blocks_,
+                                                   " blocks); pass an id from Allocate"));
+  }
+  Impl::Block& b = s.blocks[id];
+  if (__builtin_expect(b.ref == 0, 0)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Release: block ", id, " is ", AbslView(Impl::StateName(b.state)),
+                     ", not in use (double release?); release only blocks you hold"));
+  }
+  ++s.releases;
+  if (--b.ref == 0) {
+    if (b.hashed) {
+      b.state = Impl::State::kCached;
+      if (priority == EvictionPriority::kLow) {
+        s.lru.push_front(b);
+      } else {
+        s.lru.push_back(b);
+      }
+    } else {
+      b.state = Impl::State::kFree;
+      s.free_list.push_front(b);
+    }
+  }
+  PAGEDKV_LOG_TRACE("release block={} ref={} state={} free={} cached={}", id, b.ref,
+                    Impl::StateName(b.state), s.free_list.size(), s.lru.size());
+  return absl::OkStatus();
+}
+
+absl::Status BlockAllocator::Release(absl::Span<const BlockId> ids, EvictionPriority priority) {
+  Impl& s = *impl_;
+  // Pass 1: validate and take the references. A failure undoes the references taken so far, so
+  // the call either releases every entry or none. Duplicates are fine up to a block's ref count.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const BlockId id = ids[i];
+    absl::Status error;
+    if (id >= num_blocks_) {
+      error = absl::InvalidArgumentError(absl::StrCat(
+          "Release: entry ", i, " names block ", id, " which does not exist (pool has ",
+          num_blocks_, " blocks); nothing was released"));
+    } else if (s.blocks[id].ref == 0) {
+      // Count this block's earlier entries: they are what used up its references.
+      size_t earlier = 0;
+      for (size_t j = 0; j < i; ++j) earlier += ids[j] == id;
+      error = absl::FailedPreconditionError(absl::StrCat(
+          "Release: entry ", i, " names block ", id, " which is ",
+          AbslView(Impl::StateName(s.blocks[id].state)), " with ref ", earlier,
+          earlier == 0 ? " (double release?)" : " (named more often than it is referenced)",
+          "; nothing was released"));
+    }
+    if (!error.ok()) {
+      for (size_t j = 0; j < i; ++j) ++s.blocks[ids[j]].ref;
+      return error;
+    }
+    --s.blocks[id].ref;
+  }
+  // Pass 2: blocks whose last reference went move to their list (once, even when named twice).
+  for (const BlockId id : ids) {
+    Impl::Block& b = s.blocks[id];
+    if (b.ref != 0 || b.state != Impl::State::kInUse) continue;
+    if (b.hashed) {
+      b.state = Impl::State::kCached;
+      if (priority == EvictionPriority::kLow) {
+        s.lru.push_front(b);
+      } else {
+        s.lru.push_back(b);
+      }
+    } else {
+      b.state = Impl::State::kFree;
+      s.free_list.push_front(b);
+    }
+  }
+  s.releases += ids.size();
+  PAGEDKV_LOG_TRACE("release n={} blocks=[{}] free={} cached={}", ids.size(),
+                    fmt::join(ids.begin(), ids.end(), ","), s.free_list.size(), s.lru.size());
+  return absl::OkStatus();
+}
+
+absl::Status BlockAllocator::AddRef(BlockId id) {
+  Impl& s = *impl_;
+  if (__builtin_expect(id >= num_blocks_, 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AddRef: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+  }
+  Impl::Block& b = s.blocks[id];
+  switch (b.state) {
+    case Impl::State::kInUse:
+      if (__builtin_expect(b.ref == std::numeric_limits<uint32_t>::max(), 0)) {
+        return absl::OutOfRangeError(
+            absl::StrCat("AddRef: block ", id, " already has the maximum ref count ", b.ref));
+      }
+      ++b.ref;
+      break;
+    case Impl::State::kCached: {
+      // A prefix-cache hit: the block leaves the LRU and is in use again.
+      s.lru.erase(s.lru.iterator_to(b));
+      b.ref = 1;
+      b.state = Impl::State::kInUse;
+      const uint32_t in_use =
+          num_blocks_ - static_cast<uint32_t>(s.free_list.size() + s.lru.size());
+      if (in_use > s.peak_in_use) s.peak_in_use = in_use;
+      break;
+    }
+    case Impl::State::kFree:
+      return absl::FailedPreconditionError(
+          absl::StrCat("AddRef: block ", id,
+                       " is free; only in-use or cached blocks can gain a reference (use "
+                       "Allocate for a new block)"));
+  }
+  PAGEDKV_LOG_TRACE("addref block={} ref={}", id, b.ref);
+  return absl::OkStatus();
+}
+
+absl::Status BlockAllocator::Touch(BlockId id) {
+  Impl& s = *impl_;
+  if (id >= num_blocks_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Touch: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+  }
+  Impl::Block& b = s.blocks[id];
+  switch (b.state) {
+    case Impl::State::kCached:
+      s.lru.erase(s.lru.iterator_to(b));
+      s.lru.push_back(b);
+      return absl::OkStatus();
+    case Impl::State::kInUse:
+      return absl::OkStatus();
+    case Impl::State::kFree:
+      break;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("Touch: block ", id, " is free; only cached or in-use blocks can be touched"));
+}
+
+absl::Status BlockAllocator::SetHash(BlockId id, const BlockHash& hash) {
+  Impl& s = *impl_;
+  if (id >= num_blocks_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SetHash: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+  }
+  Impl::Block& b = s.blocks[id];
+  if (b.state != Impl::State::kInUse) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SetHash: block ", id, " is ", AbslView(Impl::StateName(b.state)),
+                     "; only an in-use block can be registered under a hash"));
+  }
+  if (b.hashed) {
+    return absl::FailedPreconditionError(absl::StrCat("SetHash: block ", id, " is already hashed (",
+                                                      HashString(b.hash), "); Unhash it first"));
+  }
+  const auto [it, inserted] = s.index.try_emplace(hash, id);
+  if (!inserted) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("SetHash: hash ", HashString(hash), " is already held by block ", it->second,
+                     "; keep block ", id, " unhashed or take block ", it->second, " instead"));
+  }
+  b.hash = hash;
+  b.hashed = true;
+  PAGEDKV_LOG_TRACE("sethash block={} hash={}", id, HashString(hash));
+  return absl::OkStatus();
+}
+
+absl::Status BlockAllocator::Unhash(BlockId id) {
+  Impl& s = *impl_;
+  if (id >= num_blocks_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Unhash: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+  }
+  Impl::Block& b = s.blocks[id];
+  if (b.state != Impl::State::kInUse || !b.hashed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Unhash: block ", id, " is ", AbslView(Impl::StateName(b.state)),
+        b.hashed ? "" : " and not hashed", "; only an in-use hashed block can be unhashed"));
+  }
+  s.index.erase(b.hash);
+  b.hashed = false;
+  PAGEDKV_LOG_TRACE("unhash block={} hash={}", id, HashString(b.hash));
+  return absl::OkStatus();
+}
+
+std::optional<BlockId> BlockAllocator::Lookup(const BlockHash& hash) {
+  Impl& s = *impl_;
+  const auto it = s.index.find(hash);
+  if (it == s.index.end()) {
+    ++s.cache_misses;
+    return std::nullopt;
+  }
+  ++s.cache_hits;
+  return it->second;
+}
+
+std::optional<BlockId> BlockAllocator::Peek(const BlockHash& hash) const {
+  const auto it = impl_->index.find(hash);
+  if (it == impl_->index.end()) return std::nullopt;
+  return it->second;
+}
+
+bool BlockAllocator::CanAllocate(uint32_t num_blocks) const {
+  const uint64_t available = num_available();
+  return uint64_t{num_blocks} + watermark_blocks_ <= available;
+}
+
+uint32_t BlockAllocator::ref_count(BlockId id) const {
+  PAGEDKV_DCHECK_MSG(id < num_blocks_, "block id out of range");
+  return impl_->blocks[id].ref;
+}
+
+bool BlockAllocator::is_hashed(BlockId id) const {
+  PAGEDKV_DCHECK_MSG(id < num_blocks_, "block id out of range");
+  return impl_->blocks[id].hashed;
+}
+
+std::optional<BlockHash> BlockAllocator::hash(BlockId id) const {
+  PAGEDKV_DCHECK_MSG(id < num_blocks_, "block id out of range");
+  const Impl::Block& b = impl_->blocks[id];
+  if (!b.hashed) return std::nullopt;
+  return b.hash;
+}
+
+BlockAllocatorStats BlockAllocator::stats() const {
+  const Impl& s = *impl_;
+  BlockAllocatorStats st;
+  st.num_blocks = num_blocks_;
+  st.num_free = num_free();
+  st.num_cached = num_cached();
+  st.num_in_use = num_in_use();
+  st.peak_in_use = s.peak_in_use;
+  st.allocations = s.allocations;
+  st.releases = s.releases;
+  st.evictions = s.evictions;
+  st.cache_hits = s.cache_hits;
+  st.cache_misses = s.cache_misses;
+  return st;
+}
+
+absl::Status BlockAllocator::CheckInvariants() const {
+  const Impl& s = *impl_;
+  auto fail = [](auto&&... parts) {
+    return absl::InternalError(absl::StrCat("BlockAllocator invariant violated: ", parts...));
+  };
+  // 0 = on no list, 1 = seen on the free list, 2 = seen on the LRU.
+  std::vector<uint8_t> seen(num_blocks_, 0);
+  auto walk = [&](const Impl::List& list, Impl::State want, uint8_t mark,
+                  const char* list_name) -> absl::Status {
+    size_t walked = 0;
+    for (const Impl::Block& b : list) {
+      if (++walked > num_blocks_) {
+        return fail(list_name, " list has more than ", num_blocks_, " entries (cycle?)");
+      }
+      const Impl::Block* first = s.blocks.get();
+      if (&b < first || &b >= first + num_blocks_) {
+        return fail(list_name, " list holds a record outside the metadata array");
+      }
+      const BlockId id = s.IdOf(b);
+      if (seen[id] != 0) return fail("block ", id, " is on a list twice");
+      seen[id] = mark;
+      if (b.state != want) {
+        return fail("block ", id, " is on the ", list_name, " list but its state is ",
+                    AbslView(Impl::StateName(b.state)));
+      }
+    }
+    if (walked != list.size()) {
+      return fail(list_name, " list size() is ", list.size(), " but ", walked, " entries walked");
+    }
+    return absl::OkStatus();
+  };
+  if (absl::Status st = walk(s.free_list, Impl::State::kFree, 1, "free"); !st.ok()) return st;
+  if (absl::Status st = walk(s.lru, Impl::State::kCached, 2, "lru"); !st.ok()) return st;
+
+  uint32_t num_free = 0, num_cached = 0, num_in_use = 0, num_hashed = 0;
+  for (BlockId id = 0; id < num_blocks_; ++id) {
+    const Impl::Block& b = s.blocks[id];
+    switch (b.state) {
+      case Impl::State::kFree:
+        ++num_free;
+        if (b.ref != 0 || b.hashed || seen[id] != 1) {
+          return fail("free block ", id, " has ref ", b.ref, ", hashed ", b.hashed,
+                      ", on free list ", seen[id] == 1);
+        }
+        break;
+      case Impl::State::kCached:
+        ++num_cached;
+        if (b.ref != 0 || !b.hashed || seen[id] != 2) {
+          return fail("cached block ", id, " has ref ", b.ref, ", hashed ", b.hashed, ", on lru ",
+                      seen[id] == 2);
+        }
+        break;
+      case Impl::State::kInUse:
+        ++num_in_use;
+        if (b.ref == 0 || seen[id] != 0) {
+          return fail("in-use block ", id, " has ref ", b.ref, ", on a list ", seen[id] != 0);
+        }
+        break;
+      default:
+        return fail("block ", id, " has an unknown state ", static_cast<int>(b.state));
+    }
+    if (b.hashed) {
+      ++num_hashed;
+      const auto it = s.index.find(b.hash);
+      if (it == s.index.end() || it->second != id) {
+        return fail("hashed block ", id, " (", HashString(b.hash),
+                    ") is not what the index maps its hash to");
+      }
+    }
+  }
+  if (s.index.size() != num_hashed) {
+    return fail("the index has ", s.index.size(), " entries but ", num_hashed,
+                " blocks are hashed");
+  }
+  if (num_free + num_cached + num_in_use != num_blocks_) {
+    return fail("free ", num_free, " + cached ", num_cached, " + in use ", num_in_use,
+                " != num_blocks ", num_blocks_);
+  }
+  if (num_free != s.free_list.size() || num_cached != s.lru.size()) {
+    return fail("state counts (free ", num_free, ", cached ", num_cached,
+                ") differ from list sizes (", s.free_list.size(), ", ", s.lru.size(), ")");
+  }
+  if (s.peak_in_use < num_in_use || s.peak_in_use > num_blocks_) {
+    return fail("peak_in_use ", s.peak_in_use, " is not within [in use ", num_in_use,
+                ", num_blocks ", num_blocks_, "]");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pagedkv
