@@ -16,6 +16,10 @@
 namespace pagedkv {
 
 struct CacheConfig {
+  // Upper bound on block_size_tokens: keeps slot arithmetic (block_id * block_size) far from
+  // overflow; real block sizes are 1..256.
+  static constexpr int32_t kMaxBlockSizeTokens = 1 << 20;
+
   // Tokens per block; any value >= 1. Powers of two take the fast path (shift/mask slot math).
   int32_t block_size_tokens = 16;
 

@@ -29,7 +29,20 @@ struct LayerSpec {
   AttentionKind kind = AttentionKind::kFull;
   int32_t window_tokens = 0;  // > 0 for kSliding, 0 otherwise
   int32_t shares_layer = -1;  // for kShares: index of an earlier layer that has storage
+
+  static LayerSpec Full() { return {}; }
+  static LayerSpec Sliding(int32_t window_tokens) {
+    return {AttentionKind::kSliding, window_tokens, -1};
+  }
+  static LayerSpec Cross() { return {AttentionKind::kCross, 0, -1}; }
+  static LayerSpec Shares(int32_t layer) { return {AttentionKind::kShares, 0, layer}; }
+  bool operator==(const LayerSpec&) const = default;
 };
+// The JSON / CLI spelling of a layer: "full", "sliding:4096", "cross", "shares:3".
+std::string LayerSpecName(const LayerSpec& layer);
+// Parses the spelling above (case-insensitive kind). InvalidArgument for anything else; the range
+// of the number is checked by ModelSpec::Validate().
+absl::StatusOr<LayerSpec> ParseLayerSpec(std::string_view text);
 
 // Layers with the same attention kind and window. Each group has its own pool and block tables.
 struct KvGroup {
@@ -50,6 +63,7 @@ struct ModelSpec {
   std::vector<LayerSpec> layers;  // one per layer (decoder layers, then cross layers if any)
 
   int32_t num_layers() const { return static_cast<int32_t>(layers.size()); }
+  bool operator==(const ModelSpec&) const = default;
 
   // Named presets: llama-2-7b, llama-3-8b, llama-3-70b, mistral-7b, qwen2.5-1.5b, phi-4-mini,
   // gemma-hybrid, whisper-large-v3. NotFound listing the names for an unknown one.
@@ -75,6 +89,8 @@ struct ModelSpec {
 
   // Bytes of K and V of one token in one layer: 2 * num_kv_heads * head_dim * sizeof(dtype).
   uint64_t BytesPerTokenPerLayer() const;
+  // Layers that own KV storage (every layer except kShares ones).
+  int32_t NumStorageLayers() const;
 };
 
 }  // namespace pagedkv
