@@ -76,6 +76,10 @@ class ObjectPool {
     alignas(T) unsigned char storage[sizeof(T)];
   };
   static constexpr size_t kSlotBytes = sizeof(Slot);
+  // Boost.Pool carves slots of kSlotBytes (a multiple of alignof(Slot)) out of malloc'ed chunks,
+  // which are aligned only to max_align_t; over-aligned types would land misaligned.
+  static_assert(alignof(Slot) <= alignof(std::max_align_t),
+                "ObjectPool supports types aligned to at most alignof(std::max_align_t)");
 
   boost::pool<boost::default_user_allocator_malloc_free> pool_;
   Slot* live_head_ = nullptr;
