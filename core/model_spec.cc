@@ -279,14 +279,15 @@ absl::StatusOr<ModelSpec> ModelSpec::FromJsonFile(const std::string& path) {
 }
 
 std::string ModelSpec::ToJson() const {
-  Json root = Json::object();
+  // Insertion order keeps the file readable: shape first, then the per-layer list.
+  nlohmann::ordered_json root = nlohmann::ordered_json::object();
   root["name"] = name;
   root["num_q_heads"] = num_q_heads;
   root["num_kv_heads"] = num_kv_heads;
   root["head_dim"] = head_dim;
   root["kv_dtype"] = std::string(DTypeName(kv_dtype));
   root["num_layers"] = num_layers();
-  Json layer_names = Json::array();
+  nlohmann::ordered_json layer_names = nlohmann::ordered_json::array();
   for (const LayerSpec& layer : layers) layer_names.push_back(LayerSpecName(layer));
   root["layers"] = std::move(layer_names);
   return root.dump();
