@@ -1,0 +1,551 @@
+// Bindings of block_manager/: BlockManager and its per-step outputs (CacheOps, BatchLayout) as
+// NumPy arrays, statistics and block tables.
+//
+// Array lifetimes (also in docs/python.md):
+//   - take_cache_ops() and build_batch() return a NEW Python object that owns its buffers; its
+//     arrays are zero-copy views with that object as base, so they stay valid as long as any of
+//     them is referenced, whatever the manager does next. (The manager's own reused BatchLayout is
+//     not exposed: the next build_batch would reallocate under live views.)
+//   - kv_cache() is a zero-copy view of the pool memory with the manager as base (the pool lives
+//     as long as the manager).
+//   - block_table() copies the table (the C++ table is valid only until the next mutation).
+#include <pybind11/operators.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "array_util.h"
+#include "common.h"
+#include "pagedkv/allocator/block_allocator.h"
+#include "pagedkv/allocator/memory_pool.h"
+#include "pagedkv/block_manager/batch_layout.h"
+#include "pagedkv/block_manager/block_manager.h"
+#include "pagedkv/block_manager/block_manager_stats.h"
+#include "pagedkv/block_manager/block_table.h"
+#include "pagedkv/block_manager/cache_ops.h"
+
+namespace pagedkv::python {
+namespace {
+
+SequenceOptions MakeSeqOptions(uint64_t extra_key, EvictionPriority priority) {
+  SequenceOptions o;
+  o.extra_key = extra_key;
+  o.priority = priority;
+  return o;
+}
+
+// The pool of (group, tier); raises for a missing host tier or a group out of range.
+MemoryPool& PoolOf(const BlockManager& bm, int32_t group, Tier tier) {
+  if (group < 0 || group >= bm.num_groups()) {
+    throw py::value_error("group " + std::to_string(group) + " out of range [0, " +
+                          std::to_string(bm.num_groups()) + ")");
+  }
+  if (tier == Tier::kHost) {
+    MemoryPool* p = bm.host_pool(group);
+    if (p == nullptr) {
+      throw std::runtime_error("the manager has no host tier; set CacheConfig.host_num_blocks");
+    }
+    return *p;
+  }
+  return bm.gpu_pool(group);
+}
+
+py::dtype NumpyDType(DType d) {
+  switch (d) {
+    case DType::kFp32:
+      return py::dtype("float32");
+    case DType::kFp16:
+      return py::dtype("float16");
+    case DType::kBf16:
+      return py::dtype("uint16");  // raw bf16 bits: NumPy has no bfloat16
+    case DType::kFp8E4m3:
+      return py::dtype("uint8");  // raw fp8 bits
+    case DType::kInt8:
+      return py::dtype("int8");
+  }
+  return py::dtype("uint8");
+}
+
+// Batch entries from array-likes, into a buffer reused across calls (the GIL serializes them).
+absl::Span<const BatchEntry> MakeEntries(const InArray<uint64_t>& seq_ids,
+                                         const InArray<int32_t>& num_new_tokens,
+                                         const py::object& num_context_tokens) {
+  static std::vector<BatchEntry>* entries = new std::vector<BatchEntry>();
+  const py::ssize_t n = seq_ids.size();
+  const bool scalar_new = num_new_tokens.ndim() == 0;
+  if (!scalar_new && num_new_tokens.size() != n) {
+    throw py::value_error("num_new_tokens has " + std::to_string(num_new_tokens.size()) +
+                          " entries for " + std::to_string(n) +
+                          " sequences; pass one per sequence or a single int");
+  }
+  std::optional<InArray<int32_t>> context;
+  if (!num_context_tokens.is_none()) {
+    context = num_context_tokens.cast<InArray<int32_t>>();
+    if (context->ndim() != 0 && context->size() != n) {
+      throw py::value_error("num_context_tokens has " + std::to_string(context->size()) +
+                            " entries for " + std::to_string(n) + " sequences");
+    }
+  }
+  entries->resize(static_cast<size_t>(n));
+  const uint64_t* ids = seq_ids.data();
+  const int32_t* nn = num_new_tokens.data();
+  const int32_t* nc = context ? context->data() : nullptr;
+  const bool scalar_ctx = context && context->ndim() == 0;
+  for (py::ssize_t i = 0; i < n; ++i) {
+    BatchEntry& e = (*entries)[i];
+    e.seq_id = ids[i];
+    e.num_new_tokens = scalar_new ? nn[0] : nn[i];
+    e.num_context_tokens = nc == nullptr ? -1 : (scalar_ctx ? nc[0] : nc[i]);
+  }
+  return absl::MakeConstSpan(*entries);
+}
+
+constexpr const char* kBlockManagerDoc =
+    R"doc(Maps sequences to KV pages (the C++ pagedkv::BlockManager).
+
+One block table per (sequence, KV group); copy-on-write forks, beam reorder, prefix caching,
+swap to a host tier, rewind, sliding windows and cross-attention. Every mutation is all or
+nothing: a failed call raises and leaves the manager unchanged.
+
+    spec = pagedkv.ModelSpec.preset("llama-3-8b")
+    bm = pagedkv.BlockManager(spec, pagedkv.CacheConfig(gpu_num_blocks=4096))
+    bm.add_sequence(1, prompt)                     # prompt: list or int32 array of token ids
+    bm.append_token_batch(seq_ids, next_tokens)    # one decode step for many sequences
+    ops = bm.take_cache_ops()                      # swaps and copies to run before the model
+    layout = bm.build_batch(seq_ids)               # CSR page table + slot_mapping (NumPy)
+
+Errors: ValueError (invalid argument), KeyError (unknown sequence), pagedkv.OutOfBlocks (a
+MemoryError: not enough blocks), RuntimeError (wrong state, e.g. swapped out; duplicate id).
+Not thread-safe: one owner serializes calls.)doc";
+
+}  // namespace
+
+void BindBlockManager(py::module_& m) {
+  py::enum_<EvictionPriority>(m, "EvictionPriority",
+                              "How released prefix-cache pages join the LRU: LOW is evicted "
+                              "first.")
+      .value("NORMAL", EvictionPriority::kNormal)
+      .value("LOW", EvictionPriority::kLow);
+
+  py::class_<AdmitInfo>(m, "AdmitInfo", "What admitting a prompt would take or took.")
+      .def_readonly("can_admit", &AdmitInfo::can_admit)
+      .def_readonly("num_cached_tokens", &AdmitInfo::num_cached_tokens,
+                    "prompt tokens served by prefix-cache pages")
+      .def_readonly("num_new_blocks", &AdmitInfo::num_new_blocks)
+      .def_readonly("num_host_hit_pages", &AdmitInfo::num_host_hit_pages)
+      .def("__repr__", [](const AdmitInfo& a) {
+        return "AdmitInfo(can_admit=" + std::string(a.can_admit ? "True" : "False") +
+               ", num_cached_tokens=" + std::to_string(a.num_cached_tokens) +
+               ", num_new_blocks=" + std::to_string(a.num_new_blocks) +
+               ", num_host_hit_pages=" + std::to_string(a.num_host_hit_pages) + ")";
+      });
+
+  py::class_<GroupInfo>(m, "GroupInfo", "One KV group as the manager built it.")
+      .def_readonly("group", &GroupInfo::group)
+      .def_readonly("bytes_per_block", &GroupInfo::bytes_per_block)
+      .def_readonly("gpu_num_blocks", &GroupInfo::gpu_num_blocks)
+      .def_readonly("host_num_blocks", &GroupInfo::host_num_blocks);
+
+  py::class_<LayerLocation>(m, "LayerLocation", "Where a model layer's K/V lives.")
+      .def_readonly("group", &LayerLocation::group)
+      .def_readonly("layer_in_group", &LayerLocation::layer_in_group)
+      .def("__repr__", [](const LayerLocation& l) {
+        return "LayerLocation(group=" + std::to_string(l.group) +
+               ", layer_in_group=" + std::to_string(l.layer_in_group) + ")";
+      });
+
+  py::class_<SequenceStats>(m, "SequenceStats")
+      .def_readonly("seq_id", &SequenceStats::seq_id)
+      .def_readonly("num_tokens", &SequenceStats::num_tokens)
+      .def_readonly("num_encoder_tokens", &SequenceStats::num_encoder_tokens)
+      .def_readonly("num_pages", &SequenceStats::num_pages)
+      .def_readonly("num_shared_pages", &SequenceStats::num_shared_pages)
+      .def_readonly("swapped_out", &SequenceStats::swapped_out)
+      .def(py::self == py::self);
+
+  py::class_<GroupPoolStats>(m, "GroupPoolStats", "Block counts of one group's pools.")
+      .def_readonly("group", &GroupPoolStats::group)
+      .def_readonly("gpu_num_blocks", &GroupPoolStats::gpu_num_blocks)
+      .def_readonly("gpu_free_blocks", &GroupPoolStats::gpu_free_blocks)
+      .def_readonly("gpu_cached_blocks", &GroupPoolStats::gpu_cached_blocks)
+      .def_readonly("gpu_in_use_blocks", &GroupPoolStats::gpu_in_use_blocks)
+      .def_readonly("host_num_blocks", &GroupPoolStats::host_num_blocks)
+      .def_readonly("host_free_blocks", &GroupPoolStats::host_free_blocks)
+      .def_readonly("host_cached_blocks", &GroupPoolStats::host_cached_blocks)
+      .def_readonly("host_in_use_blocks", &GroupPoolStats::host_in_use_blocks)
+      .def(py::self == py::self);
+
+  py::class_<BlockManagerStats>(m, "BlockManagerStats",
+                                "Global statistics (see block_manager_stats.h for each field).")
+      .def_readonly("num_sequences", &BlockManagerStats::num_sequences)
+      .def_readonly("num_swapped_sequences", &BlockManagerStats::num_swapped_sequences)
+      .def_readonly("tokens_stored", &BlockManagerStats::tokens_stored)
+      .def_readonly("slots_allocated", &BlockManagerStats::slots_allocated)
+      .def_readonly("internal_fragmentation_slots",
+                    &BlockManagerStats::internal_fragmentation_slots)
+      .def_readonly("pages_saved_by_sharing", &BlockManagerStats::pages_saved_by_sharing)
+      .def_readonly("prefix_query_pages", &BlockManagerStats::prefix_query_pages)
+      .def_readonly("prefix_hit_pages", &BlockManagerStats::prefix_hit_pages)
+      .def_readonly("prefix_host_hit_pages", &BlockManagerStats::prefix_host_hit_pages)
+      .def_readonly("prefix_hit_rate", &BlockManagerStats::prefix_hit_rate)
+      .def_readonly("swap_out_bytes", &BlockManagerStats::swap_out_bytes)
+      .def_readonly("swap_in_bytes", &BlockManagerStats::swap_in_bytes)
+      .def_readonly("copy_bytes", &BlockManagerStats::copy_bytes)
+      .def_readonly("cow_copies", &BlockManagerStats::cow_copies)
+      .def_readonly("host_offloads", &BlockManagerStats::host_offloads)
+      .def_readonly("groups", &BlockManagerStats::groups)
+      .def(py::self == py::self);
+
+  py::class_<BlockTable>(m, "BlockTable",
+                         "A copy of one sequence's block table in one group (taken by "
+                         "BlockManager.block_table; later mutations do not change it).")
+      .def_property_readonly(
+          "blocks",
+          [](py::object self) {
+            const BlockTable& t = self.cast<const BlockTable&>();
+            return py::array_t<uint32_t>({static_cast<py::ssize_t>(t.blocks().size())},
+                                         {static_cast<py::ssize_t>(sizeof(BlockId))},
+                                         t.blocks().data(), self);
+          },
+          "uint32 block id per page, in token order; 0xFFFFFFFF for pages a sliding window "
+          "released.")
+      .def_property_readonly("num_tokens", &BlockTable::num_tokens)
+      .def_property_readonly("num_pages", &BlockTable::num_pages)
+      .def_property_readonly("first_live_page", &BlockTable::first_live_page)
+      .def_property_readonly("num_live_pages", &BlockTable::num_live_pages)
+      .def_property_readonly("tier", &BlockTable::tier)
+      .def("slot", &BlockTable::Slot, py::arg("token_index"), py::arg("block_size"),
+           "block_id * block_size + offset of a token.")
+      .def("__len__", &BlockTable::num_pages);
+
+  // ---- CacheOps --------------------------------------------------------------------------------
+  py::class_<GroupCacheOps>(m, "GroupCacheOps",
+                            "The movements of one KV group. swap_out / swap_in / copies are "
+                            "[n, 2] uint32 arrays of (src, dst) block ids, zero-copy views that "
+                            "keep their CacheOps alive.")
+      .def_readonly("group", &GroupCacheOps::group)
+      .def_readonly("bytes_per_block", &GroupCacheOps::bytes_per_block)
+      .def_property_readonly(
+          "swap_out",
+          [](py::object self) {
+            return PairView(self.cast<const GroupCacheOps&>().swap_out, self);
+          },
+          "GPU block -> host block")
+      .def_property_readonly(
+          "swap_in",
+          [](py::object self) { return PairView(self.cast<const GroupCacheOps&>().swap_in, self); },
+          "host block -> GPU block")
+      .def_property_readonly(
+          "copies",
+          [](py::object self) { return PairView(self.cast<const GroupCacheOps&>().copies, self); },
+          "GPU block -> GPU block (copy-on-write)")
+      .def("empty", &GroupCacheOps::empty)
+      .def("swap_out_bytes", &GroupCacheOps::swap_out_bytes)
+      .def("swap_in_bytes", &GroupCacheOps::swap_in_bytes)
+      .def("copy_bytes", &GroupCacheOps::copy_bytes);
+
+  py::class_<CacheOps>(m, "CacheOps",
+                       "Every memory movement the next step must execute before the model runs, "
+                       "one GroupCacheOps per KV group. Order: all swap_out, then swap_in, then "
+                       "copies.")
+      .def(py::init<>())
+      .def_property_readonly(
+          "groups",
+          [](py::object self) {
+            CacheOps& ops = self.cast<CacheOps&>();
+            py::list groups;
+            for (GroupCacheOps& g : ops.groups) {
+              groups.append(py::cast(&g, py::return_value_policy::reference_internal, self));
+            }
+            return groups;
+          },
+          "One GroupCacheOps per group (index = group id).")
+      .def("empty", &CacheOps::empty)
+      .def("swap_out_bytes", &CacheOps::swap_out_bytes)
+      .def("swap_in_bytes", &CacheOps::swap_in_bytes)
+      .def("copy_bytes", &CacheOps::copy_bytes)
+      .def("total_bytes", &CacheOps::total_bytes)
+      .def("__bool__", [](const CacheOps& ops) { return !ops.empty(); });
+
+  // ---- BatchLayout ------------------------------------------------------------------------------
+  py::class_<BatchLayout>(m, "BatchLayout",
+                          "CSR page table of one batch for one KV group plus the slots of the "
+                          "step's new tokens (built by BlockManager.build_batch). Arrays are "
+                          "zero-copy views that keep this object alive; int32 except "
+                          "slot_mapping (int64).")
+      .def_readonly("group", &BatchLayout::group)
+      .def_readonly("block_size", &BatchLayout::block_size)
+      .def_property_readonly("batch_size", &BatchLayout::batch_size)
+      .def_property_readonly("num_pages", &BatchLayout::num_pages)
+      .def_property_readonly("num_new_tokens", &BatchLayout::num_new_tokens)
+      .def_property_readonly(
+          "page_indptr",
+          [](py::object self) {
+            return VectorView(self.cast<const BatchLayout&>().page_indptr, self);
+          },
+          "[B + 1] pages of entry b are page_indices[page_indptr[b]:page_indptr[b + 1]]")
+      .def_property_readonly(
+          "page_indices",
+          [](py::object self) {
+            return VectorView(self.cast<const BatchLayout&>().page_indices, self);
+          },
+          "[nnz] block ids in token order")
+      .def_property_readonly(
+          "last_page_len",
+          [](py::object self) {
+            return VectorView(self.cast<const BatchLayout&>().last_page_len, self);
+          },
+          "[B] tokens in each entry's last page (0 for an entry with no pages)")
+      .def_property_readonly(
+          "first_page_token",
+          [](py::object self) {
+            return VectorView(self.cast<const BatchLayout&>().first_page_token, self);
+          },
+          "[B] token index at which the first listed page starts (sliding windows)")
+      .def_property_readonly(
+          "query_indptr",
+          [](py::object self) {
+            return VectorView(self.cast<const BatchLayout&>().query_indptr, self);
+          },
+          "[B + 1] new tokens of entry b are slot_mapping[query_indptr[b]:query_indptr[b + 1]]")
+      .def_property_readonly(
+          "slot_mapping",
+          [](py::object self) {
+            return VectorView(self.cast<const BatchLayout&>().slot_mapping, self);
+          },
+          "[T] int64 slot of each new token (block_id * block_size + offset; < 0 = skip)");
+
+  // ---- BlockManager -----------------------------------------------------------------------------
+  py::class_<BlockManager, std::unique_ptr<BlockManager>>(m, "BlockManager", kBlockManagerDoc)
+      .def(py::init([](const ModelSpec& spec, const CacheConfig& config) {
+             return ValueOrThrow(BlockManager::Create(spec, config));
+           }),
+           py::arg("spec"), py::arg("config"),
+           "Builds one pool per KV group and tier. ValueError for an invalid spec or config, "
+           "OutOfBlocks when pool memory cannot be allocated.")
+      // Shape
+      .def_property_readonly("block_size", &BlockManager::block_size, "tokens per page")
+      .def_property_readonly("num_groups", &BlockManager::num_groups)
+      .def("group_info", &BlockManager::group_info, py::arg("group"), py::return_value_policy::copy)
+      .def(
+          "locate_layer",
+          [](const BlockManager& bm, int32_t layer) { return ValueOrThrow(bm.LocateLayer(layer)); },
+          py::arg("layer"), "(group, layer_in_group) holding a model layer's K/V.")
+      .def_property_readonly("prefix_caching_enabled", &BlockManager::prefix_caching_enabled)
+      .def_property_readonly("has_host_tier", &BlockManager::has_host_tier)
+      .def(
+          "_pool_array",
+          [](py::object self, int32_t group, Tier tier, int32_t num_kv_heads, int32_t head_dim,
+             DType dtype) {
+            const BlockManager& bm = self.cast<const BlockManager&>();
+            MemoryPool& pool = PoolOf(bm, group, tier);
+            if (!pool.has_memory()) {
+              throw std::runtime_error("the pool is virtual (metadata only): no memory to view");
+            }
+            if (pool.is_device_memory()) {
+              throw std::runtime_error(
+                  "the pool is CUDA device memory; use pool_ptr() and the pagedkv.raw functions");
+            }
+            const py::ssize_t layers =
+                static_cast<py::ssize_t>(bm.group_info(group).group.layers.size());
+            const py::ssize_t bs = bm.block_size();
+            const py::ssize_t item = static_cast<py::ssize_t>(DTypeSize(dtype));
+            const py::ssize_t d = head_dim;
+            const py::ssize_t h = num_kv_heads;
+            if (static_cast<uint64_t>(layers * 2 * h * bs * d * item) != pool.bytes_per_block()) {
+              throw py::value_error("num_kv_heads/head_dim/dtype do not match the pool's " +
+                                    std::to_string(pool.bytes_per_block()) + " bytes per block");
+            }
+            std::vector<py::ssize_t> shape = {
+                static_cast<py::ssize_t>(pool.num_blocks()), layers, 2, h, bs, d};
+            std::vector<py::ssize_t> strides(6);
+            py::ssize_t stride = item;
+            for (int i = 5; i >= 0; --i) {
+              strides[i] = stride;
+              stride *= shape[i];
+            }
+            return py::array(NumpyDType(dtype), shape, strides, pool.base(), self);
+          },
+          py::arg("group"), py::arg("tier"), py::arg("num_kv_heads"), py::arg("head_dim"),
+          py::arg("dtype"),
+          "Zero-copy view of a host-memory pool; use kv_cache(), which fills in the shape.")
+      .def(
+          "pool_ptr",
+          [](const BlockManager& bm, int32_t group, Tier tier) {
+            return reinterpret_cast<uintptr_t>(PoolOf(bm, group, tier).base());
+          },
+          py::arg("group") = 0, py::arg("tier") = Tier::kGpu,
+          "Address of the pool's block 0 (0 for a virtual pool): for the pagedkv.raw functions "
+          "and for wrapping device memory in a tensor.")
+      .def(
+          "pool_is_device_memory",
+          [](const BlockManager& bm, int32_t group, Tier tier) {
+            return PoolOf(bm, group, tier).is_device_memory();
+          },
+          py::arg("group") = 0, py::arg("tier") = Tier::kGpu)
+      // Admission
+      .def(
+          "can_admit",
+          [](const BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
+             EvictionPriority priority) {
+            return bm.CanAdmit(AsSpan(prompt), MakeSeqOptions(extra_key, priority));
+          },
+          py::arg("prompt"), py::arg("extra_key") = 0,
+          py::arg("priority") = EvictionPriority::kNormal,
+          "Would add_sequence(prompt) fit above the watermark? Counts prefix hits without "
+          "taking them.")
+      .def(
+          "add_sequence",
+          [](BlockManager& bm, SeqId seq, const InArray<int32_t>& prompt, uint64_t extra_key,
+             EvictionPriority priority) {
+            return ValueOrThrow(
+                bm.AddSequence(seq, AsSpan(prompt), MakeSeqOptions(extra_key, priority)));
+          },
+          py::arg("seq_id"), py::arg("prompt"), py::arg("extra_key") = 0,
+          py::arg("priority") = EvictionPriority::kNormal,
+          "Admits a sequence with its prompt (token ids), taking prefix-cache hits. RuntimeError "
+          "for a known id, OutOfBlocks when it does not fit. Returns an AdmitInfo.")
+      // Growth
+      .def(
+          "append_tokens",
+          [](BlockManager& bm, SeqId seq, const InArray<int32_t>& tokens) {
+            ThrowIfError(bm.AppendTokens(seq, AsSpan(tokens)));
+          },
+          py::arg("seq_id"), py::arg("tokens"),
+          "Appends token ids (an int or an array-like) to one sequence; copy-on-write of a "
+          "shared last page is recorded in the next CacheOps.")
+      .def(
+          "append_token_batch",
+          [](BlockManager& bm, const InArray<uint64_t>& seqs, const InArray<int32_t>& tokens) {
+            ThrowIfError(bm.AppendTokenBatch(AsSpan(seqs), AsSpan(tokens)));
+          },
+          py::arg("seq_ids"), py::arg("tokens"),
+          "One decode step: appends tokens[i] to seq_ids[i] for every i, all or nothing. The "
+          "fast path for many sequences (pass uint64 / int32 NumPy arrays to avoid conversion).")
+      .def("can_append", &BlockManager::CanAppend, py::arg("seq_id"), py::arg("num_tokens") = 1)
+      .def(
+          "blocks_to_append",
+          [](const BlockManager& bm, SeqId seq, int32_t n) {
+            return ValueOrThrow(bm.BlocksToAppend(seq, n));
+          },
+          py::arg("seq_id"), py::arg("num_tokens") = 1,
+          "GPU blocks (all groups, copy-on-write included) append_tokens would allocate.")
+      // Sharing
+      .def(
+          "fork",
+          [](BlockManager& bm, SeqId parent, SeqId child) { ThrowIfError(bm.Fork(parent, child)); },
+          py::arg("parent"), py::arg("child"),
+          "The child shares every page of the parent (no data moves until a write).")
+      .def(
+          "reorder_beams",
+          [](BlockManager& bm, const InArray<uint64_t>& beams, const InArray<int32_t>& parents) {
+            ThrowIfError(bm.ReorderBeams(AsSpan(beams), AsSpan(parents)));
+          },
+          py::arg("beams"), py::arg("parent_indices"),
+          "Beam step: beam i continues old beam parent_indices[i] (an index into `beams`).")
+      // Shrinking
+      .def(
+          "rewind", [](BlockManager& bm, SeqId seq, int32_t n) { ThrowIfError(bm.Rewind(seq, n)); },
+          py::arg("seq_id"), py::arg("num_tokens"),
+          "Truncates the sequence to num_tokens tokens, releasing pages past the end.")
+      .def(
+          "free", [](BlockManager& bm, SeqId seq) { ThrowIfError(bm.Free(seq)); },
+          py::arg("seq_id"), "Releases every page; hashed pages join the prefix cache.")
+      // Swap
+      .def(
+          "swap_out",
+          [](BlockManager& bm, const InArray<uint64_t>& seqs) {
+            ThrowIfError(bm.SwapOut(AsSpan(seqs)));
+          },
+          py::arg("seq_ids"), "Moves the sequences' pages to the host tier (an id or a list).")
+      .def(
+          "swap_in",
+          [](BlockManager& bm, const InArray<uint64_t>& seqs) {
+            ThrowIfError(bm.SwapIn(AsSpan(seqs)));
+          },
+          py::arg("seq_ids"), "Brings swapped-out sequences back to GPU pages.")
+      .def(
+          "can_swap_in",
+          [](const BlockManager& bm, const InArray<uint64_t>& seqs) {
+            return bm.CanSwapIn(AsSpan(seqs));
+          },
+          py::arg("seq_ids"))
+      // Encoder-decoder
+      .def(
+          "set_cross_attention",
+          [](BlockManager& bm, SeqId seq, int32_t n) {
+            ThrowIfError(bm.SetCrossAttention(seq, n));
+          },
+          py::arg("seq_id"), py::arg("encoder_tokens"),
+          "Allocates the cross-attention pages for the encoder output.")
+      // Eviction hooks
+      .def(
+          "set_eviction_priority",
+          [](BlockManager& bm, SeqId seq, EvictionPriority p) {
+            ThrowIfError(bm.SetEvictionPriority(seq, p));
+          },
+          py::arg("seq_id"), py::arg("priority"))
+      .def(
+          "touch_prefix",
+          [](BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key) {
+            return bm.TouchPrefix(AsSpan(prompt), extra_key);
+          },
+          py::arg("prompt"), py::arg("extra_key") = 0,
+          "Marks the cached pages of this prompt's prefix most recently used; returns how many "
+          "leading pages were found.")
+      // Per-step outputs
+      .def(
+          "take_cache_ops",
+          [](BlockManager& bm) {
+            auto ops = std::make_unique<CacheOps>();
+            bm.TakeCacheOps(ops.get());
+            return ops;
+          },
+          "Moves the pending CacheOps out (a new object each call; its arrays stay valid). Call "
+          "once per step, before executing the ops and running the model.")
+      .def(
+          "build_batch",
+          [](const BlockManager& bm, const InArray<uint64_t>& seq_ids,
+             const InArray<int32_t>& num_new_tokens, const py::object& num_context_tokens,
+             int32_t group) {
+            absl::Span<const BatchEntry> entries =
+                MakeEntries(seq_ids, num_new_tokens, num_context_tokens);
+            auto layout = std::make_unique<BatchLayout>();
+            ThrowIfError(bm.BuildBatch(entries, group, layout.get()));
+            return layout;
+          },
+          py::arg("seq_ids"), py::arg("num_new_tokens") = 1,
+          py::arg("num_context_tokens") = py::none(), py::arg("group") = 0,
+          "The batch's page table for one KV group, as a new BatchLayout (NumPy arrays, "
+          "zero-copy views of buffers the layout owns). num_new_tokens: an int or one per "
+          "sequence (1 = decode, the chunk length for prefill); num_context_tokens: None (all "
+          "tokens) or one per sequence (chunked prefill).")
+      // Queries
+      .def("contains", &BlockManager::Contains, py::arg("seq_id"))
+      .def("__contains__", &BlockManager::Contains, py::arg("seq_id"))
+      .def_property_readonly("num_sequences", &BlockManager::num_sequences)
+      .def("__len__", &BlockManager::num_sequences)
+      .def(
+          "num_tokens",
+          [](const BlockManager& bm, SeqId seq) { return ValueOrThrow(bm.NumTokens(seq)); },
+          py::arg("seq_id"))
+      .def(
+          "sequence_stats",
+          [](const BlockManager& bm, SeqId seq) { return ValueOrThrow(bm.GetSequenceStats(seq)); },
+          py::arg("seq_id"))
+      .def(
+          "block_table",
+          [](const BlockManager& bm, SeqId seq, int32_t group) {
+            return BlockTable(*ValueOrThrow(bm.GetBlockTable(seq, group)));
+          },
+          py::arg("seq_id"), py::arg("group") = 0, "A copy of the (sequence, group) table.")
+      .def("sequence_ids", &BlockManager::SequenceIds, "Ids of all known sequences (unordered).")
+      .def("stats", &BlockManager::stats)
+      .def(
+          "check_invariants", [](const BlockManager& bm) { ThrowIfError(bm.CheckInvariants()); },
+          "Raises RuntimeError describing the first broken invariant (O(blocks)).");
+}
+
+}  // namespace pagedkv::python
