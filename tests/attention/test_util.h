@@ -5,6 +5,7 @@
 #define PAGEDKV_TESTS_ATTENTION_TEST_UTIL_H_
 
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -18,6 +19,23 @@ class TypedBuffer {
  public:
   TypedBuffer() = default;
   TypedBuffer(DType dtype, int64_t n) : dtype_(dtype), n_(n), words_((n * 4 + 63) / 8 + 8) {}
+  // Copies the elements, not the raw storage: the aligned start sits at a different offset in the
+  // copy's storage.
+  TypedBuffer(const TypedBuffer& other)
+      : dtype_(other.dtype_), n_(other.n_), words_(other.words_.size()) {
+    std::memcpy(data(), other.data(), bytes());
+  }
+  TypedBuffer& operator=(const TypedBuffer& other) {
+    if (this != &other) {
+      dtype_ = other.dtype_;
+      n_ = other.n_;
+      words_.assign(other.words_.size(), 0);
+      std::memcpy(data(), other.data(), bytes());
+    }
+    return *this;
+  }
+  TypedBuffer(TypedBuffer&&) = default;  // the vector's storage moves with its alignment
+  TypedBuffer& operator=(TypedBuffer&&) = default;
   void* data() { return Aligned(); }
   const void* data() const { return const_cast<TypedBuffer*>(this)->Aligned(); }
   int64_t size() const { return n_; }
