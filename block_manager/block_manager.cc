@@ -907,6 +907,7 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
     size_t beam;
     int32_t num_tokens;
     bool has_cross;
+    uint64_t extra_key;
     absl::InlinedVector<BlockTable, 2> tables;
   };
   std::vector<NewState> changed;
@@ -914,7 +915,8 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
     const size_t p = static_cast<size_t>(parent_indices[i]);
     if (p == i) continue;
     const SeqRecord* parent = s.scratch_recs[p];
-    changed.push_back({i, parent->num_tokens, parent->has_cross, parent->tables});
+    changed.push_back(
+        {i, parent->num_tokens, parent->has_cross, parent->extra_key, parent->tables});
   }
   for (const NewState& ns : changed) {
     for (int32_t g = 0; g < s.num_groups(); ++g) {
@@ -933,6 +935,9 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
     }
     rec->num_tokens = ns.num_tokens;
     rec->has_cross = ns.has_cross;
+    // The pages were computed under the parent's extra key (a request's beams share it anyway);
+    // keeping it keeps the hash chain of later pages consistent with the inherited ones.
+    rec->extra_key = ns.extra_key;
   }
   PAGEDKV_LOG_TRACE("reorder_beams beams={} changed={}", n, changed.size());
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());

@@ -1,0 +1,788 @@
+#include "tests/block_manager/data_harness.h"
+
+#include <algorithm>
+#include <cstring>
+#include <initializer_list>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "pagedkv/core/status.h"
+
+namespace pagedkv::testing {
+namespace {
+
+uint32_t Mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+// K word of layer `layer_in_group` for value v; the V word is its complement.
+uint32_t KeyWord(uint32_t v, int32_t layer_in_group) {
+  return v ^ (0x9e3779b9u * static_cast<uint32_t>(layer_in_group + 1));
+}
+
+uint32_t CrossValue(uint32_t seed, int32_t pos) {
+  return Mix32(seed * 0x27d4eb2fu + static_cast<uint32_t>(pos));
+}
+
+absl::Status Violation(const std::string& what) { return absl::InternalError(what); }
+
+std::string CodeList(std::initializer_list<absl::StatusCode> codes) {
+  std::string out;
+  for (absl::StatusCode c : codes) absl::StrAppend(&out, out.empty() ? "" : "|", c);
+  return out;
+}
+
+}  // namespace
+
+const char* HarnessModelName(HarnessModel model) {
+  switch (model) {
+    case HarnessModel::kFull:
+      return "full";
+    case HarnessModel::kSliding:
+      return "sliding";
+    case HarnessModel::kCross:
+      return "cross";
+  }
+  return "?";
+}
+
+uint32_t ByteOpSource::Next(uint32_t bound) {
+  uint32_t v = 0;
+  const int bytes = bound <= 256 ? 1 : 2;
+  for (int i = 0; i < bytes; ++i) {
+    v = (v << 8) | (pos_ < bytes_.size() ? bytes_[pos_] : 0);
+    if (pos_ < bytes_.size()) ++pos_;
+  }
+  return v % bound;
+}
+
+std::string HarnessCounters::ToString() const {
+  return absl::StrCat(
+      "ops=", ops, " ok=", ok, " failed=", failed, " adds=", adds, " appends=", appends,
+      " batch_appends=", batch_appends, " forks=", forks, " reorders=", reorders,
+      " rewinds=", rewinds, " frees=", frees, " swap_outs=", swap_outs, " swap_ins=", swap_ins,
+      " crosses=", crosses, " bad_inputs=", bad_inputs, " prefix_hit_pages=", prefix_hit_pages,
+      " host_hit_pages=", host_hit_pages, " cow_copies=", cow_copies, " evictions=", evictions,
+      " host_offloads=", host_offloads, " verified_tokens=", verified_tokens);
+}
+
+absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOptions& options) {
+  std::unique_ptr<DataHarness> h(new DataHarness(options));
+  const int32_t bs = options.block_size;
+  h->bs_ = bs;
+  h->max_prompt_ = std::max(48, 3 * bs);
+  ModelSpec spec;
+  spec.name = absl::StrCat("harness-", HarnessModelName(options.model));
+  spec.num_q_heads = 1;
+  spec.num_kv_heads = 1;
+  spec.head_dim = 1;
+  spec.kv_dtype = DType::kFp32;  // one 32-bit word per K and per V of a token and layer
+  switch (options.model) {
+    case HarnessModel::kFull:
+      spec.layers = {LayerSpec::Full(), LayerSpec::Shares(0), LayerSpec::Full()};
+      break;
+    case HarnessModel::kSliding:
+      spec.layers = {LayerSpec::Full(), LayerSpec::Sliding(2 * bs + 3), LayerSpec::Shares(1)};
+      break;
+    case HarnessModel::kCross:
+      spec.layers = {LayerSpec::Full(), LayerSpec::Cross()};
+      break;
+  }
+  CacheConfig cfg;
+  cfg.block_size_tokens = bs;
+  cfg.gpu_tier = Tier::kHost;  // real bytes the harness can read with memcpy, with or without CUDA
+  const uint32_t derived = static_cast<uint32_t>((6 * h->max_prompt_ + bs - 1) / bs + 4);
+  cfg.gpu_num_blocks = options.gpu_blocks > 0 ? options.gpu_blocks : derived;
+  cfg.host_num_blocks =
+      options.host_tier ? (options.host_blocks > 0 ? options.host_blocks : derived) : 0;
+  cfg.watermark = 0.0;
+  cfg.enable_prefix_caching = options.prefix_caching;
+  PAGEDKV_ASSIGN_OR_RETURN(h->bm_, BlockManager::Create(spec, cfg));
+  // Poison every byte, so a page read before it was written is caught.
+  for (int32_t g = 0; g < h->bm_->num_groups(); ++g) {
+    MemoryPool& gpu = h->bm_->gpu_pool(g);
+    std::memset(gpu.base(), 0xA5, gpu.total_bytes());
+    if (MemoryPool* host = h->bm_->host_pool(g))
+      std::memset(host->base(), 0x5A, host->total_bytes());
+  }
+  std::mt19937 rng(12345);
+  h->shared_prefixes_.resize(3);
+  for (auto& p : h->shared_prefixes_) {
+    p.resize(h->max_prompt_);
+    for (TokenId& t : p) t = static_cast<TokenId>(rng() % 50000);
+  }
+  return h;
+}
+
+uint32_t DataHarness::ValueAfter(uint32_t prev, TokenId token, uint64_t extra_key) const {
+  return Mix32(prev ^ (static_cast<uint32_t>(token) * 0x85ebca6bu) ^
+               static_cast<uint32_t>(extra_key * 0xc2b2ae35u));
+}
+
+void DataHarness::Recompute(RefSeq& r, int32_t from) const {
+  r.values.resize(r.tokens.size());
+  for (size_t p = static_cast<size_t>(from); p < r.tokens.size(); ++p) {
+    const uint32_t prev =
+        p == 0 ? 0x12345678u ^ static_cast<uint32_t>(r.extra_key) : r.values[p - 1];
+    r.values[p] = ValueAfter(prev, r.tokens[p], r.extra_key);
+  }
+}
+
+std::vector<TokenId> DataHarness::MakePrompt(OpSource& src) {
+  // Three in four prompts start with a piece of a shared prefix (prefix-cache hits), then a short
+  // random suffix; the rest are random throughout. Empty prompts occur too.
+  std::vector<TokenId> prompt;
+  uint32_t suffix = 0;
+  if (src.Next(4) != 0) {
+    const auto& prefix = shared_prefixes_[src.Next(static_cast<uint32_t>(shared_prefixes_.size()))];
+    prompt.assign(prefix.begin(),
+                  prefix.begin() + src.Next(static_cast<uint32_t>(max_prompt_) + 1));
+    suffix = src.Next(9);
+  } else {
+    suffix = src.Next(static_cast<uint32_t>(max_prompt_) + 1);
+  }
+  for (uint32_t i = 0; i < suffix; ++i) prompt.push_back(static_cast<TokenId>(src.Next(1000)));
+  if (prompt.size() > static_cast<size_t>(max_prompt_)) prompt.resize(max_prompt_);
+  return prompt;
+}
+
+SeqId DataHarness::PickLive(OpSource& src, bool want_resident, bool* found) {
+  *found = false;
+  if (ids_.empty()) return 0;
+  SeqId id = ids_[src.Next(static_cast<uint32_t>(ids_.size()))];
+  for (int i = 0; i < 4 && want_resident && ref_[id].swapped; ++i) {
+    id = ids_[src.Next(static_cast<uint32_t>(ids_.size()))];
+  }
+  *found = true;
+  return id;
+}
+
+absl::Status DataHarness::ExpectFailure(const absl::Status& st,
+                                        std::initializer_list<absl::StatusCode> codes,
+                                        const BlockManagerStats& before, const char* op) {
+  if (st.ok()) return Violation(absl::StrCat(op, ": succeeded, expected ", CodeList(codes)));
+  if (std::find(codes.begin(), codes.end(), st.code()) == codes.end()) {
+    return Violation(
+        absl::StrCat(op, ": returned ", st.ToString(), ", expected ", CodeList(codes)));
+  }
+  if (!(bm_->stats() == before)) {
+    return Violation(absl::StrCat(op, ": failed with ", st.ToString(), " but changed the stats"));
+  }
+  PAGEDKV_RETURN_IF_ERROR(bm_->CheckInvariants());
+  ++counters_.failed;
+  return absl::OkStatus();
+}
+
+uint32_t* DataHarness::Word(bool host, int32_t group, BlockId block, int32_t layer, int32_t kv,
+                            int32_t slot_in_block) {
+  MemoryPool* pool = host ? bm_->host_pool(group) : &bm_->gpu_pool(group);
+  auto* base = reinterpret_cast<uint32_t*>(pool->BlockData(block));
+  return base + (static_cast<size_t>(layer) * 2 + kv) * bs_ + slot_in_block;
+}
+
+absl::Status DataHarness::Flush() {
+  bm_->TakeCacheOps(&ops_);
+  if (static_cast<int32_t>(ops_.groups.size()) != bm_->num_groups()) {
+    return Violation(absl::StrCat("CacheOps has ", ops_.groups.size(), " groups"));
+  }
+  for (int32_t g = 0; g < bm_->num_groups(); ++g) {
+    const GroupCacheOps& go = ops_.groups[g];
+    if (go.group != g || go.bytes_per_block != bm_->group_info(g).bytes_per_block) {
+      return Violation(absl::StrCat("CacheOps group ", g, " header wrong"));
+    }
+    MemoryPool& gpu = bm_->gpu_pool(g);
+    MemoryPool* host = bm_->host_pool(g);
+    const uint64_t bpb = go.bytes_per_block;
+    const uint32_t gn = gpu.num_blocks();
+    const uint32_t hn = host ? host->num_blocks() : 0;
+    auto check = [&](const std::vector<BlockPair>& pairs, uint32_t src_n, uint32_t dst_n,
+                     const char* kind) -> absl::Status {
+      absl::flat_hash_set<BlockId> dsts;
+      for (const BlockPair& p : pairs) {
+        if (p.src >= src_n || p.dst >= dst_n || !dsts.insert(p.dst).second) {
+          return Violation(absl::StrCat(kind, " pair (", p.src, ", ", p.dst,
+                                        ") out of range or duplicate destination"));
+        }
+      }
+      return absl::OkStatus();
+    };
+    PAGEDKV_RETURN_IF_ERROR(check(go.swap_out, gn, hn, "swap_out"));
+    PAGEDKV_RETURN_IF_ERROR(check(go.swap_in, hn, gn, "swap_in"));
+    PAGEDKV_RETURN_IF_ERROR(check(go.copies, gn, gn, "copy"));
+    // Copies run concurrently on a device: no destination may also be a source.
+    absl::flat_hash_set<BlockId> copy_dsts;
+    for (const BlockPair& p : go.copies) copy_dsts.insert(p.dst);
+    for (const BlockPair& p : go.copies) {
+      if (copy_dsts.contains(p.src)) {
+        return Violation(absl::StrCat("copy source ", p.src, " is also a copy destination"));
+      }
+    }
+    for (const BlockPair& p : go.swap_out) {
+      std::memcpy(host->BlockData(p.dst), gpu.BlockData(p.src), bpb);
+    }
+    for (const BlockPair& p : go.swap_in) {
+      std::memcpy(gpu.BlockData(p.dst), host->BlockData(p.src), bpb);
+    }
+    for (const BlockPair& p : go.copies) {
+      std::memcpy(gpu.BlockData(p.dst), gpu.BlockData(p.src), bpb);
+    }
+  }
+  if (!bm_->TakeCacheOps().empty()) {
+    return Violation("a second TakeCacheOps returned operations");
+  }
+
+  // The model's writes: every resident sequence's unwritten tokens, one batch per group.
+  std::vector<BatchEntry> entries;
+  std::vector<SeqId> cross_ids;
+  for (SeqId id : ids_) {
+    RefSeq& r = ref_[id];
+    if (r.swapped) continue;
+    const int32_t len = static_cast<int32_t>(r.tokens.size());
+    if (r.written < len) entries.push_back({id, len - r.written, -1});
+    if (!r.cross_written) cross_ids.push_back(id);
+  }
+  for (int32_t g = 0; g < bm_->num_groups() && !entries.empty(); ++g) {
+    const KvGroup& kg = bm_->group_info(g).group;
+    if (kg.kind == AttentionKind::kCross) continue;
+    const absl::Status st = bm_->BuildBatch(entries, g, &layout_);
+    if (!st.ok()) return Violation(absl::StrCat("BuildBatch for writes: ", st.ToString()));
+    if (layout_.batch_size() != static_cast<int32_t>(entries.size()) ||
+        static_cast<int32_t>(layout_.page_indptr.size()) != layout_.batch_size() + 1 ||
+        static_cast<int32_t>(layout_.query_indptr.size()) != layout_.batch_size() + 1 ||
+        layout_.block_size != bs_ || layout_.group != g) {
+      return Violation("BatchLayout array sizes wrong");
+    }
+    for (size_t b = 0; b < entries.size(); ++b) {
+      const RefSeq& r = ref_[entries[b].seq_id];
+      PAGEDKV_ASSIGN_OR_RETURN(const BlockTable* t, bm_->GetBlockTable(entries[b].seq_id, g));
+      // Page table of the entry = the table's live pages.
+      const int32_t np = layout_.page_indptr[b + 1] - layout_.page_indptr[b];
+      if (np != t->num_live_pages() || layout_.first_page_token[b] != t->first_live_page() * bs_ ||
+          layout_.last_page_len[b] != t->num_tokens() - (t->num_pages() - 1) * bs_) {
+        return Violation(absl::StrCat("BatchLayout entry ", b, " page table wrong"));
+      }
+      for (int32_t k = 0; k < np; ++k) {
+        if (static_cast<BlockId>(layout_.page_indices[layout_.page_indptr[b] + k]) !=
+            t->blocks()[t->first_live_page() + k]) {
+          return Violation(absl::StrCat("BatchLayout entry ", b, " page ", k, " wrong"));
+        }
+      }
+      const int32_t q0 = layout_.query_indptr[b];
+      if (layout_.query_indptr[b + 1] - q0 != entries[b].num_new_tokens) {
+        return Violation("query_indptr wrong");
+      }
+      for (int32_t i = 0; i < entries[b].num_new_tokens; ++i) {
+        const int32_t pos = r.written + i;
+        const int64_t slot = layout_.slot_mapping[q0 + i];
+        if (slot != t->Slot(pos, bs_)) {
+          return Violation(absl::StrCat("slot_mapping of token ", pos, " is ", slot,
+                                        ", table says ", t->Slot(pos, bs_)));
+        }
+        const BlockId block = static_cast<BlockId>(slot / bs_);
+        const int32_t off = static_cast<int32_t>(slot % bs_);
+        for (int32_t l = 0; l < static_cast<int32_t>(kg.layers.size()); ++l) {
+          const uint32_t k = KeyWord(r.values[pos], l);
+          *Word(false, g, block, l, 0, off) = k;
+          *Word(false, g, block, l, 1, off) = ~k;
+        }
+      }
+    }
+  }
+  for (const BatchEntry& e : entries) ref_[e.seq_id].written += e.num_new_tokens;
+  for (SeqId id : cross_ids) {
+    RefSeq& r = ref_[id];
+    int32_t cg = -1;
+    for (int32_t g = 0; g < bm_->num_groups(); ++g) {
+      if (bm_->group_info(g).group.kind == AttentionKind::kCross) cg = g;
+    }
+    const BatchEntry e{id, r.encoder_tokens, -1};
+    const absl::Status st = bm_->BuildBatch(absl::MakeConstSpan(&e, 1), cg, &layout_);
+    if (!st.ok()) return Violation(absl::StrCat("BuildBatch cross: ", st.ToString()));
+    if (layout_.num_new_tokens() != r.encoder_tokens) return Violation("cross slot count wrong");
+    const int32_t layers = static_cast<int32_t>(bm_->group_info(cg).group.layers.size());
+    for (int32_t p = 0; p < r.encoder_tokens; ++p) {
+      const int64_t slot = layout_.slot_mapping[p];
+      for (int32_t l = 0; l < layers; ++l) {
+        const uint32_t k = KeyWord(CrossValue(r.encoder_seed, p), l);
+        *Word(false, cg, static_cast<BlockId>(slot / bs_), l, 0, static_cast<int32_t>(slot % bs_)) =
+            k;
+        *Word(false, cg, static_cast<BlockId>(slot / bs_), l, 1, static_cast<int32_t>(slot % bs_)) =
+            ~k;
+      }
+    }
+    r.cross_written = true;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::VerifySeq(SeqId id, const RefSeq& r) {
+  PAGEDKV_ASSIGN_OR_RETURN(SequenceStats ss, bm_->GetSequenceStats(id));
+  if (ss.num_tokens != static_cast<int32_t>(r.tokens.size()) || ss.swapped_out != r.swapped ||
+      ss.num_encoder_tokens != (r.has_cross ? r.encoder_tokens : 0)) {
+    return Violation(absl::StrCat("sequence ", id, ": stats say ", ss.num_tokens,
+                                  " tokens, swapped ", ss.swapped_out, "; reference ",
+                                  r.tokens.size(), ", ", r.swapped));
+  }
+  for (int32_t g = 0; g < bm_->num_groups(); ++g) {
+    const KvGroup& kg = bm_->group_info(g).group;
+    PAGEDKV_ASSIGN_OR_RETURN(const BlockTable* t, bm_->GetBlockTable(id, g));
+    if (t->tier() != (r.swapped ? Tier::kHost : Tier::kGpu)) {
+      return Violation(absl::StrCat("sequence ", id, " group ", g, ": table on the wrong tier"));
+    }
+    const bool cross = kg.kind == AttentionKind::kCross;
+    const int32_t len = cross ? (r.has_cross ? r.encoder_tokens : 0)
+                              : std::min<int32_t>(r.written, static_cast<int32_t>(r.tokens.size()));
+    const int32_t want_tokens = cross ? len : static_cast<int32_t>(r.tokens.size());
+    if (t->num_tokens() != want_tokens) {
+      return Violation(absl::StrCat("sequence ", id, " group ", g, ": table has ", t->num_tokens(),
+                                    " tokens, reference ", want_tokens));
+    }
+    if (cross && !r.cross_written) continue;
+    for (int32_t p = t->first_live_page() * bs_; p < len; ++p) {
+      const BlockId block = t->blocks()[p / bs_];
+      const uint32_t v = cross ? CrossValue(r.encoder_seed, p) : r.values[p];
+      for (int32_t l = 0; l < static_cast<int32_t>(kg.layers.size()); ++l) {
+        const uint32_t k = *Word(r.swapped, g, block, l, 0, p % bs_);
+        const uint32_t vv = *Word(r.swapped, g, block, l, 1, p % bs_);
+        if (k != KeyWord(v, l) || vv != ~KeyWord(v, l)) {
+          return Violation(absl::StrCat("DATA: sequence ", id, " group ", g, " token ", p,
+                                        " layer ", l, " (", r.swapped ? "host" : "gpu", " block ",
+                                        block, ") holds ", k, "/", vv, ", expected ",
+                                        KeyWord(v, l)));
+        }
+      }
+      ++counters_.verified_tokens;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::VerifyAll() {
+  PAGEDKV_RETURN_IF_ERROR(bm_->CheckInvariants());
+  if (bm_->num_sequences() != static_cast<int64_t>(ref_.size())) {
+    return Violation(
+        absl::StrCat("manager has ", bm_->num_sequences(), " sequences, reference ", ref_.size()));
+  }
+  for (const auto& [id, r] : ref_) PAGEDKV_RETURN_IF_ERROR(VerifySeq(id, r));
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::Drain() {
+  PAGEDKV_RETURN_IF_ERROR(Flush());
+  PAGEDKV_RETURN_IF_ERROR(VerifyAll());
+  for (SeqId id : ids_) PAGEDKV_RETURN_IF_ERROR(bm_->Free(id));
+  ids_.clear();
+  ref_.clear();
+  PAGEDKV_RETURN_IF_ERROR(Flush());
+  PAGEDKV_RETURN_IF_ERROR(bm_->CheckInvariants());
+  const BlockManagerStats st = bm_->stats();
+  for (const GroupPoolStats& g : st.groups) {
+    if (g.gpu_in_use_blocks != 0 || g.host_in_use_blocks != 0) {
+      return Violation(absl::StrCat("leak: group ", g.group, " has ", g.gpu_in_use_blocks,
+                                    " GPU and ", g.host_in_use_blocks,
+                                    " host blocks in use after freeing everything"));
+    }
+  }
+  counters_.prefix_hit_pages = st.prefix_hit_pages;
+  counters_.host_hit_pages = st.prefix_host_hit_pages;
+  counters_.cow_copies = st.cow_copies;
+  counters_.host_offloads = st.host_offloads;
+  counters_.evictions = 0;
+  for (int32_t g = 0; g < bm_->num_groups(); ++g) {
+    counters_.evictions += bm_->gpu_allocator(g).stats().evictions;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::Run(OpSource& src, int64_t num_ops) {
+  for (int64_t i = 0; i < num_ops && !src.Done(); ++i) {
+    PAGEDKV_RETURN_IF_ERROR(Step(src));
+    if (opt_.verify_every > 0 && (i + 1) % opt_.verify_every == 0) {
+      PAGEDKV_RETURN_IF_ERROR(Flush());
+      PAGEDKV_RETURN_IF_ERROR(VerifyAll());
+    }
+  }
+  return Drain();
+}
+
+absl::Status DataHarness::Step(OpSource& src) {
+  // Tokens appended by the previous call are computed (written) in the step that follows it,
+  // before any other manager call, as an engine does.
+  bool pending = false;
+  for (const auto& [id, r] : ref_) {
+    pending |=
+        !r.swapped && (r.written < static_cast<int32_t>(r.tokens.size()) || !r.cross_written);
+  }
+  if (pending) PAGEDKV_RETURN_IF_ERROR(Flush());
+  ++counters_.ops;
+  const uint32_t pick = src.Next(100);
+  absl::Status st;
+  if (pick < 14) {
+    st = OpAdd(src);
+  } else if (pick < 36) {
+    st = OpAppend(src);
+  } else if (pick < 46) {
+    st = OpAppendBatch(src);
+  } else if (pick < 54) {
+    st = OpFork(src);
+  } else if (pick < 60) {
+    st = OpReorder(src);
+  } else if (pick < 67) {
+    st = OpRewind(src);
+  } else if (pick < 77) {
+    st = OpFree(src);
+  } else if (pick < 83) {
+    st = OpSwapOut(src);
+  } else if (pick < 89) {
+    st = OpSwapIn(src);
+  } else if (pick < 92) {
+    st = OpCross(src);
+  } else if (pick < 96) {
+    st = OpBadInput(src);
+  } else {
+    st = Flush();
+  }
+  if (!st.ok()) {
+    return absl::InternalError(absl::StrCat("op ", counters_.ops, ": ", st.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpAdd(OpSource& src) {
+  if (static_cast<int32_t>(ids_.size()) >= opt_.max_live_seqs) return OpFree(src);
+  ++counters_.adds;
+  const SeqId id = next_id_++;
+  std::vector<TokenId> prompt = MakePrompt(src);
+  SequenceOptions so;
+  so.extra_key = src.Next(4) == 0 ? 7 : 0;
+  so.priority = src.Next(4) == 0 ? EvictionPriority::kLow : EvictionPriority::kNormal;
+  const AdmitInfo predicted = bm_->CanAdmit(prompt, so);
+  const BlockManagerStats before = bm_->stats();
+  if (!(before == bm_->stats())) return Violation("CanAdmit changed the stats");
+  absl::StatusOr<AdmitInfo> info = bm_->AddSequence(id, prompt, so);
+  if (!info.ok()) {
+    PAGEDKV_RETURN_IF_ERROR(ExpectFailure(info.status(), {absl::StatusCode::kResourceExhausted},
+                                          before, "AddSequence"));
+    if (predicted.can_admit) return Violation("CanAdmit said yes, AddSequence failed");
+    return absl::OkStatus();
+  }
+  if (!predicted.can_admit || predicted.num_cached_tokens != info->num_cached_tokens ||
+      predicted.num_host_hit_pages != info->num_host_hit_pages) {
+    return Violation(absl::StrCat("CanAdmit predicted can_admit=", predicted.can_admit,
+                                  " cached=", predicted.num_cached_tokens, ", AddSequence took ",
+                                  info->num_cached_tokens));
+  }
+  if (!bm_->prefix_caching_enabled() && info->num_cached_tokens != 0) {
+    return Violation("prefix hit with prefix caching off");
+  }
+  RefSeq r;
+  r.tokens = std::move(prompt);
+  r.extra_key = so.extra_key;
+  Recompute(r, 0);
+  // Prefix-cache pages already hold their K/V; the rest is computed in the next step.
+  r.written = info->num_cached_tokens;
+  ref_.emplace(id, std::move(r));
+  ids_.push_back(id);
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpAppend(OpSource& src) {
+  bool found;
+  const SeqId id = PickLive(src, true, &found);
+  if (!found) return OpAdd(src);
+  RefSeq& r = ref_[id];
+  if (static_cast<int32_t>(r.tokens.size()) > 2 * max_prompt_) return OpRewind(src);
+  ++counters_.appends;
+  const int32_t n = src.Next(2) == 0 ? 1 : 1 + static_cast<int32_t>(src.Next(bs_ + 3));
+  std::vector<TokenId> tokens(n);
+  for (TokenId& t : tokens) t = static_cast<TokenId>(src.Next(1000));
+  const bool can = bm_->CanAppend(id, n);
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->AppendTokens(id, tokens);
+  if (can != st.ok())
+    return Violation(absl::StrCat("CanAppend said ", can, ", AppendTokens ", st.ToString()));
+  if (!st.ok()) {
+    return ExpectFailure(
+        st,
+        {r.swapped ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kResourceExhausted},
+        before, "AppendTokens");
+  }
+  const int32_t from = static_cast<int32_t>(r.tokens.size());
+  r.tokens.insert(r.tokens.end(), tokens.begin(), tokens.end());
+  Recompute(r, from);
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpAppendBatch(OpSource& src) {
+  std::vector<SeqId> seqs;
+  for (SeqId id : ids_) {
+    const RefSeq& r = ref_[id];
+    if (!r.swapped && static_cast<int32_t>(r.tokens.size()) <= 2 * max_prompt_ &&
+        src.Next(3) != 0) {
+      seqs.push_back(id);
+    }
+  }
+  if (seqs.empty()) return OpAdd(src);
+  ++counters_.batch_appends;
+  std::vector<TokenId> tokens(seqs.size());
+  for (TokenId& t : tokens) t = static_cast<TokenId>(src.Next(1000));
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->AppendTokenBatch(seqs, tokens);
+  if (!st.ok()) {
+    return ExpectFailure(st, {absl::StatusCode::kResourceExhausted}, before, "AppendTokenBatch");
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    RefSeq& r = ref_[seqs[i]];
+    r.tokens.push_back(tokens[i]);
+    Recompute(r, static_cast<int32_t>(r.tokens.size()) - 1);
+  }
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpFork(OpSource& src) {
+  if (static_cast<int32_t>(ids_.size()) >= opt_.max_live_seqs) return OpFree(src);
+  bool found;
+  const SeqId parent = PickLive(src, true, &found);
+  if (!found) return OpAdd(src);
+  ++counters_.forks;
+  const SeqId child = next_id_++;
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->Fork(parent, child);
+  const RefSeq& p = ref_[parent];
+  if (!st.ok()) {
+    return ExpectFailure(
+        st, {p.swapped ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kUnknown},
+        before, "Fork");
+  }
+  RefSeq c = p;
+  ref_.emplace(child, std::move(c));
+  ids_.push_back(child);
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpReorder(OpSource& src) {
+  if (ids_.size() < 2) return OpFork(src);
+  ++counters_.reorders;
+  const int32_t k = 2 + static_cast<int32_t>(src.Next(std::min<uint32_t>(4, ids_.size() - 1)));
+  std::vector<SeqId> pool = ids_;
+  std::vector<SeqId> beams;
+  bool any_swapped = false;
+  for (int32_t i = 0; i < k && !pool.empty(); ++i) {
+    const size_t j = src.Next(static_cast<uint32_t>(pool.size()));
+    beams.push_back(pool[j]);
+    any_swapped |= ref_[pool[j]].swapped;
+    pool.erase(pool.begin() + j);
+  }
+  std::vector<int32_t> parents(beams.size());
+  for (int32_t& p : parents)
+    p = static_cast<int32_t>(src.Next(static_cast<uint32_t>(beams.size())));
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->ReorderBeams(beams, parents);
+  if (!st.ok()) {
+    return ExpectFailure(
+        st, {any_swapped ? absl::StatusCode::kFailedPrecondition : absl::StatusCode::kUnknown},
+        before, "ReorderBeams");
+  }
+  std::vector<RefSeq> snap;
+  for (SeqId b : beams) snap.push_back(ref_[b]);
+  for (size_t i = 0; i < beams.size(); ++i) ref_[beams[i]] = snap[parents[i]];
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpRewind(OpSource& src) {
+  bool found;
+  const SeqId id = PickLive(src, true, &found);
+  if (!found) return OpAdd(src);
+  ++counters_.rewinds;
+  RefSeq& r = ref_[id];
+  const int32_t len = static_cast<int32_t>(r.tokens.size());
+  int32_t n = src.Next(4) == 0 ? len - static_cast<int32_t>(src.Next(3))
+                               : static_cast<int32_t>(src.Next(static_cast<uint32_t>(len) + 1));
+  n = std::max(n, 0);
+  if (src.Next(16) == 0) n = len + 1;  // past the end
+  // Predict the outcome.
+  absl::StatusCode want = absl::StatusCode::kOk;
+  if (r.swapped) {
+    want = absl::StatusCode::kFailedPrecondition;
+  } else if (n > len) {
+    want = absl::StatusCode::kInvalidArgument;
+  } else if (n > 0) {
+    for (int32_t g = 0; g < bm_->num_groups(); ++g) {
+      const KvGroup& kg = bm_->group_info(g).group;
+      if (kg.kind != AttentionKind::kSliding) continue;
+      PAGEDKV_ASSIGN_OR_RETURN(const BlockTable* t, bm_->GetBlockTable(id, g));
+      if (static_cast<int64_t>(t->first_live_page()) * bs_ >
+          std::max<int64_t>(0, static_cast<int64_t>(n) + 1 - kg.window_tokens)) {
+        want = absl::StatusCode::kFailedPrecondition;
+      }
+    }
+  }
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->Rewind(id, n);
+  if (want != absl::StatusCode::kOk) return ExpectFailure(st, {want}, before, "Rewind");
+  if (!st.ok()) return Violation(absl::StrCat("Rewind to ", n, " of ", len, ": ", st.ToString()));
+  r.tokens.resize(n);
+  r.values.resize(n);
+  r.written = std::min(r.written, n);
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpFree(OpSource& src) {
+  bool found;
+  const SeqId id = PickLive(src, false, &found);
+  if (!found) return OpAdd(src);
+  ++counters_.frees;
+  PAGEDKV_RETURN_IF_ERROR(bm_->Free(id));
+  ref_.erase(id);
+  ids_.erase(std::find(ids_.begin(), ids_.end(), id));
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpSwapOut(OpSource& src) {
+  if (ids_.empty()) return OpAdd(src);
+  ++counters_.swap_outs;
+  std::vector<SeqId> seqs;
+  bool any_swapped = false;
+  const int32_t k = 1 + static_cast<int32_t>(src.Next(3));
+  for (int32_t i = 0; i < k; ++i) {
+    const SeqId id = ids_[src.Next(static_cast<uint32_t>(ids_.size()))];
+    if (std::find(seqs.begin(), seqs.end(), id) != seqs.end()) continue;
+    seqs.push_back(id);
+    any_swapped |= ref_[id].swapped;
+  }
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->SwapOut(seqs);
+  if (!st.ok()) {
+    // FailedPrecondition also covers a page still awaiting its swap-in in the pending CacheOps.
+    if (!bm_->has_host_tier() || any_swapped) {
+      return ExpectFailure(st, {absl::StatusCode::kFailedPrecondition}, before, "SwapOut");
+    }
+    return ExpectFailure(
+        st, {absl::StatusCode::kResourceExhausted, absl::StatusCode::kFailedPrecondition}, before,
+        "SwapOut");
+  }
+  if (!bm_->has_host_tier() || any_swapped) return Violation("SwapOut succeeded unexpectedly");
+  for (SeqId id : seqs) ref_[id].swapped = true;
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpSwapIn(OpSource& src) {
+  std::vector<SeqId> seqs;
+  bool any_resident = false;
+  for (SeqId id : ids_) {
+    if (ref_[id].swapped && src.Next(2) == 0) seqs.push_back(id);
+  }
+  if (seqs.empty() && !ids_.empty() && src.Next(4) == 0) {
+    seqs.push_back(ids_[src.Next(static_cast<uint32_t>(ids_.size()))]);
+    any_resident = !ref_[seqs[0]].swapped;
+  }
+  if (seqs.empty()) return OpSwapOut(src);
+  ++counters_.swap_ins;
+  const bool can = bm_->CanSwapIn(seqs);
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->SwapIn(seqs);
+  if (can != st.ok())
+    return Violation(absl::StrCat("CanSwapIn said ", can, ", SwapIn ", st.ToString()));
+  if (!st.ok()) {
+    return ExpectFailure(st,
+                         {any_resident ? absl::StatusCode::kFailedPrecondition
+                                       : absl::StatusCode::kResourceExhausted},
+                         before, "SwapIn");
+  }
+  for (SeqId id : seqs) ref_[id].swapped = false;
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpCross(OpSource& src) {
+  if (opt_.model != HarnessModel::kCross) return OpAppend(src);
+  bool found;
+  const SeqId id = PickLive(src, true, &found);
+  if (!found) return OpAdd(src);
+  ++counters_.crosses;
+  RefSeq& r = ref_[id];
+  const int32_t enc = static_cast<int32_t>(src.Next(static_cast<uint32_t>(max_prompt_) + 1));
+  const BlockManagerStats before = bm_->stats();
+  const absl::Status st = bm_->SetCrossAttention(id, enc);
+  if (!st.ok()) {
+    if (r.swapped || r.has_cross) {
+      return ExpectFailure(st, {absl::StatusCode::kFailedPrecondition}, before,
+                           "SetCrossAttention");
+    }
+    return ExpectFailure(st, {absl::StatusCode::kResourceExhausted}, before, "SetCrossAttention");
+  }
+  if (r.swapped || r.has_cross) return Violation("SetCrossAttention succeeded unexpectedly");
+  r.has_cross = true;
+  r.encoder_tokens = enc;
+  r.encoder_seed = src.Next(1u << 16) * 65537u + 1;
+  r.cross_written = false;
+  ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpBadInput(OpSource& src) {
+  ++counters_.bad_inputs;
+  const SeqId unknown = next_id_ + 1000000;
+  bool found;
+  const SeqId live = PickLive(src, false, &found);
+  const BlockManagerStats before = bm_->stats();
+  using C = absl::StatusCode;
+  const TokenId tok[2] = {1, 2};
+  switch (src.Next(10)) {
+    case 0:
+      return ExpectFailure(bm_->AppendTokens(unknown, tok), {C::kNotFound}, before, "Append?");
+    case 1:
+      return ExpectFailure(bm_->Fork(unknown, next_id_++), {C::kNotFound}, before, "Fork?");
+    case 2:
+      return ExpectFailure(bm_->Free(unknown), {C::kNotFound}, before, "Free?");
+    case 3:
+      return ExpectFailure(bm_->Rewind(unknown, 0), {C::kNotFound}, before, "Rewind?");
+    case 4:
+      return ExpectFailure(bm_->SwapIn(unknown), {C::kNotFound}, before, "SwapIn?");
+    case 5:
+      if (!found) return absl::OkStatus();
+      return ExpectFailure(bm_->AddSequence(live, tok).status(), {C::kAlreadyExists}, before,
+                           "AddSequence dup");
+    case 6:
+      if (!found) return absl::OkStatus();
+      return ExpectFailure(bm_->Fork(ids_[0], live),
+                           {ids_[0] == live ? C::kInvalidArgument : C::kAlreadyExists}, before,
+                           "Fork into existing");
+    case 7: {
+      if (!found) return absl::OkStatus();
+      const SeqId beams[2] = {live, live};
+      const int32_t parents[2] = {0, 0};
+      return ExpectFailure(bm_->ReorderBeams(beams, parents), {C::kInvalidArgument}, before,
+                           "ReorderBeams dup");
+    }
+    case 8: {
+      if (!found) return absl::OkStatus();
+      const SeqId beams[1] = {live};
+      const int32_t parents[1] = {src.Next(2) == 0 ? 1 : -1};
+      return ExpectFailure(bm_->ReorderBeams(beams, parents), {C::kInvalidArgument}, before,
+                           "ReorderBeams index");
+    }
+    default: {
+      if (!found) return absl::OkStatus();
+      const int32_t len = static_cast<int32_t>(ref_[live].tokens.size());
+      return ExpectFailure(bm_->Rewind(live, len + 1 + static_cast<int32_t>(src.Next(5))),
+                           {ref_[live].swapped ? C::kFailedPrecondition : C::kInvalidArgument},
+                           before, "Rewind past end");
+    }
+  }
+}
+
+}  // namespace pagedkv::testing
