@@ -1,0 +1,150 @@
+#include "tools/internal/arg_parser.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace pagedkv::cli {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+struct Flags {
+  std::string model = "llama";
+  int64_t context = 2048;
+  double fraction = 1.0;
+  uint64_t bytes = 0;
+  bool json = false;
+  std::string custom;
+};
+
+class ArgParserTest : public ::testing::Test {
+ protected:
+  ArgParserTest() : parser_("pagedkv test", "A test command.") {
+    parser_.AddString("model", "NAME", "the model", &f_.model);
+    parser_.AddInt("context", "TOKENS", "tokens", &f_.context, 1, 1 << 20);
+    parser_.AddDouble("fraction", "F", "a fraction", &f_.fraction);
+    parser_.AddBytes("gpu-mem", "BYTES", "memory", &f_.bytes, "80GiB");
+    parser_.AddBool("json", "json output", &f_.json);
+    parser_.AddCustom("level", "LEVEL", "a level", [this](std::string_view v) -> absl::Status {
+      if (v != "a" && v != "b") return absl::InvalidArgumentError("is not a or b");
+      f_.custom = std::string(v);
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<ParsedArgs> Parse(std::vector<std::string> args) { return parser_.Parse(args); }
+
+  std::string ErrorOf(std::vector<std::string> args) {
+    absl::StatusOr<ParsedArgs> parsed = Parse(std::move(args));
+    EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(parsed.status().message());
+  }
+
+  Flags f_;
+  ArgParser parser_;
+};
+
+TEST_F(ArgParserTest, SpaceAndEqualsFormsAndBooleans) {
+  absl::StatusOr<ParsedArgs> parsed = Parse({"--model", "mistral", "--context=4096", "--fraction",
+                                             "0.9", "--gpu-mem=24GB", "--json", "--level", "b"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_FALSE(parsed->help);
+  EXPECT_EQ(f_.model, "mistral");
+  EXPECT_EQ(f_.context, 4096);
+  EXPECT_DOUBLE_EQ(f_.fraction, 0.9);
+  EXPECT_EQ(f_.bytes, 24'000'000'000ull);
+  EXPECT_TRUE(f_.json);
+  EXPECT_EQ(f_.custom, "b");
+  EXPECT_TRUE(parser_.IsSet("context"));
+  EXPECT_FALSE(parser_.IsSet("nothing"));
+}
+
+TEST_F(ArgParserTest, DefaultsStayWhenFlagsAreAbsentAndLastValueWins) {
+  ASSERT_TRUE(Parse({"--context", "1", "--context", "7"}).ok());
+  EXPECT_EQ(f_.context, 7);
+  EXPECT_EQ(f_.model, "llama");
+  EXPECT_FALSE(parser_.IsSet("model"));
+  ASSERT_TRUE(Parse({}).ok());
+  EXPECT_FALSE(parser_.IsSet("context"));  // IsSet refers to the last Parse()
+}
+
+TEST_F(ArgParserTest, BooleanWithExplicitValue) {
+  ASSERT_TRUE(Parse({"--json=true"}).ok());
+  EXPECT_TRUE(f_.json);
+  ASSERT_TRUE(Parse({"--json=false"}).ok());
+  EXPECT_FALSE(f_.json);
+  EXPECT_THAT(ErrorOf({"--json=maybe"}), HasSubstr("--json 'maybe' is not a boolean"));
+}
+
+TEST_F(ArgParserTest, HelpIsReportedAndListsEveryFlagWithDefaults) {
+  for (const char* flag : {"--help", "-h"}) {
+    absl::StatusOr<ParsedArgs> parsed = Parse({"--context", "5", flag});
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_TRUE(parsed->help);
+  }
+  const std::string help = parser_.Help();
+  EXPECT_THAT(help, HasSubstr("Usage: pagedkv test [OPTIONS]"));
+  EXPECT_THAT(help, HasSubstr("A test command."));
+  EXPECT_THAT(help, HasSubstr("--model NAME"));
+  EXPECT_THAT(help, HasSubstr("(default: llama)"));
+  EXPECT_THAT(help, HasSubstr("(default: 2048)"));
+  EXPECT_THAT(help, HasSubstr("(default: 80GiB)"));
+  EXPECT_THAT(help, HasSubstr("--json "));
+  EXPECT_THAT(help, HasSubstr("--level LEVEL"));
+}
+
+TEST_F(ArgParserTest, UnknownFlagIsNamedWithSuggestion) {
+  std::string error = ErrorOf({"--contxt", "5"});
+  EXPECT_THAT(error, HasSubstr("unknown flag '--contxt'"));
+  EXPECT_THAT(error, HasSubstr("did you mean '--context'?"));
+  EXPECT_THAT(error, HasSubstr("run 'pagedkv test --help'"));
+  EXPECT_THAT(ErrorOf({"--zzzzzzzz"}), ::testing::Not(HasSubstr("did you mean")));
+  EXPECT_THAT(ErrorOf({"-c", "5"}), HasSubstr("unknown flag '-c'"));
+}
+
+TEST_F(ArgParserTest, MissingValueNamesTheFlag) {
+  EXPECT_THAT(ErrorOf({"--context"}), HasSubstr("flag --context needs a value (--context TOKENS)"));
+  EXPECT_THAT(ErrorOf({"--json", "--model"}), HasSubstr("flag --model needs a value"));
+}
+
+TEST_F(ArgParserTest, BadNumbersNameFlagAndValue) {
+  EXPECT_THAT(ErrorOf({"--context", "abc"}), HasSubstr("--context 'abc' is not an integer"));
+  EXPECT_THAT(ErrorOf({"--context", "12x"}), HasSubstr("--context '12x' is not an integer"));
+  EXPECT_THAT(ErrorOf({"--context="}), HasSubstr("--context '' is not an integer"));
+  EXPECT_THAT(ErrorOf({"--context", "0"}), HasSubstr("--context '0' must be in [1, 1048576]"));
+  EXPECT_THAT(ErrorOf({"--context", "-5"}), HasSubstr("--context '-5' must be in [1, 1048576]"));
+  EXPECT_THAT(ErrorOf({"--context", "99999999999999999999"}), HasSubstr("must be in"));
+  EXPECT_THAT(ErrorOf({"--fraction", "x"}), HasSubstr("--fraction 'x' is not a finite number"));
+  EXPECT_THAT(ErrorOf({"--fraction", "nan"}), HasSubstr("is not a finite number"));
+  EXPECT_THAT(ErrorOf({"--gpu-mem", "lots"}), HasSubstr("--gpu-mem 'lots' is not a byte size"));
+  EXPECT_THAT(ErrorOf({"--level", "c"}), HasSubstr("--level 'c' is not a or b"));
+}
+
+TEST_F(ArgParserTest, PositionalArgumentsAreErrors) {
+  EXPECT_THAT(ErrorOf({"extra"}), HasSubstr("unexpected argument 'extra'"));
+  EXPECT_THAT(ErrorOf({"--", "x"}), HasSubstr("unexpected argument 'x'"));
+  EXPECT_TRUE(Parse({"--"}).ok());
+}
+
+TEST(ArgParserStopTest, StopAtFirstPositionalReturnsTheRest) {
+  bool version = false;
+  ArgParser parser("pagedkv", "top");
+  parser.AddBool("version", "version", &version);
+  parser.StopAtFirstPositional();
+  absl::StatusOr<ParsedArgs> parsed =
+      parser.Parse(std::vector<std::string>{"--version", "size", "--model", "x", "--version"});
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(version);
+  EXPECT_THAT(parsed->rest, ElementsAre("size", "--model", "x", "--version"));
+  parsed = parser.Parse(std::vector<std::string>{"--", "--odd"});
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_THAT(parsed->rest, ElementsAre("--odd"));
+  EXPECT_THAT(parser.Help(), HasSubstr("Usage: pagedkv [OPTIONS] COMMAND [ARGS...]"));
+}
+
+}  // namespace
+}  // namespace pagedkv::cli

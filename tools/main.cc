@@ -1,0 +1,88 @@
+// The `pagedkv` command line: global options, then one subcommand from kCommands.
+//   pagedkv [--log-level LEVEL] COMMAND [FLAGS...]     pagedkv COMMAND --help
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "pagedkv/core/logging.h"
+#include "tools/internal/arg_parser.h"
+#include "tools/internal/command.h"
+
+#ifndef PAGEDKV_VERSION
+#define PAGEDKV_VERSION "unknown"
+#endif
+
+namespace pagedkv::cli {
+int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> args);
+namespace {
+
+// Adding a subcommand: write tools/<name>_command.cc with `int Run<Name>Command(ctx, args)`,
+// declare it in tools/internal/command.h, add a row here and the file to tools/CMakeLists.txt.
+constexpr Command kCommands[] = {
+    {"size", "KV-cache bytes per token/block/sequence and what a GPU memory budget holds",
+     RunSizeCommand},
+    {"simulate", "replay a workload under each KV allocation policy and compare them",
+     RunSimulateCommand},
+};
+
+std::string CommandNames() {
+  std::string names;
+  for (const Command& c : kCommands) {
+    if (!names.empty()) names += ", ";
+    names += c.name;
+  }
+  return names;
+}
+
+std::string GlobalHelp(const ArgParser& parser) {
+  std::string text = parser.Help();
+  text += "\nCommands:\n";
+  for (const Command& c : kCommands) text += absl::StrFormat("  %-10s %s\n", c.name, c.summary);
+  text += "\nRun 'pagedkv COMMAND --help' for the options of one command.\n";
+  return text;
+}
+
+int Main(int argc, char** argv) {
+  const CommandContext ctx{std::cout, std::cerr};
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  bool version = false;
+  ArgParser parser("pagedkv", "pagedkv: a paged KV-cache memory manager for LLM serving.");
+  parser.AddBool("version", "print the version and exit", &version);
+  AddCommonFlags(parser);
+  parser.StopAtFirstPositional();
+  absl::StatusOr<ParsedArgs> parsed = parser.Parse(args);
+  if (!parsed.ok()) return ReportError(ctx, "pagedkv", parsed.status(), kExitUsage);
+  if (parsed->help) {
+    ctx.out << GlobalHelp(parser);
+    return kExitOk;
+  }
+  if (version) {
+    ctx.out << "pagedkv " << PAGEDKV_VERSION << "\n";
+    return kExitOk;
+  }
+  if (parsed->rest.empty()) {
+    ctx.err << GlobalHelp(parser);
+    return ReportError(
+        ctx, "pagedkv",
+        absl::InvalidArgumentError(absl::StrCat("missing command; commands: ", CommandNames())),
+        kExitUsage);
+  }
+  const std::string& name = parsed->rest.front();
+  for (const Command& c : kCommands) {
+    if (c.name == name) {
+      return c.run(ctx, absl::MakeConstSpan(parsed->rest).subspan(1));
+    }
+  }
+  return ReportError(
+      ctx, "pagedkv",
+      absl::InvalidArgumentError(absl::StrCat(
+          "unknown command '", name, "'; commands: ", CommandNames(), " (run 'pagedkv --help')")),
+      kExitUsage);
+}
+
+}  // namespace
+}  // namespace pagedkv::cli
+
+int main(int argc, char** argv) { return pagedkv::cli::Main(argc, argv); }
