@@ -153,13 +153,17 @@ absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
   size_t i = 0;
   // Free blocks first: they hold nothing anyone can reuse.
   const size_t from_free = needed < num_free ? needed : num_free;
+  // Walk the first `from_free` nodes, then unlink them as one range: one pointer update
+  // instead of one per block (normal_link hooks are not touched by a range erase).
+  Impl::List::iterator it = s.free_list.begin();
   for (; i < from_free; ++i) {
-    Impl::Block& b = s.free_list.front();
-    s.free_list.pop_front();
+    Impl::Block& b = *it;
+    ++it;
     b.ref = 1;
     b.state = Impl::State::kInUse;
     out[i] = s.IdOf(b);
   }
+  s.free_list.erase(s.free_list.begin(), it, from_free);
   // Then evict cached blocks, least recently used first.
   for (; i < needed; ++i) {
     Impl::Block& b = s.lru.front();
