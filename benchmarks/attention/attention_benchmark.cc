@@ -1,0 +1,145 @@
+// CPU decode through the page table: a random (non-identity) page table of 16-token pages versus
+// the same kernel on one contiguous page per sequence, for batch x context sweeps, in GB/s of KV
+// read (counter `kv_GBps`); plus this machine's memory read bandwidth (BM_MemoryRead) to judge
+// them by. Shape: 32 query / 8 KV heads, head dim 128, fp16 KV (one layer of a Llama-3-8B).
+//
+//   attention_benchmark                                  # small default sweep (CI smoke run)
+//   PAGEDKV_ATTN_BENCH_FULL=1 attention_benchmark        # batch 1..64 x context 512..16k
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "pagedkv/attention/cpu_worker_pool.h"
+#include "pagedkv/attention/paged_attention.h"
+
+namespace pagedkv {
+namespace {
+
+constexpr int32_t kQHeads = 32, kKvHeads = 8, kHeadDim = 128, kPagedBlockSize = 16;
+
+CpuWorkerPool& Pool() {
+  static CpuWorkerPool pool(0);
+  return pool;
+}
+
+// Finite fp16 bit patterns in (-2, 2), cheap enough to fill hundreds of MiB.
+void FillFp16(std::vector<uint16_t>& v, uint64_t seed) {
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (uint16_t& e : v) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    e = static_cast<uint16_t>((x & 0x3bff) | ((x >> 20) & 0x8000));
+  }
+}
+
+// state.range(0) = batch, range(1) = context tokens, range(2) = 1 paged / 0 contiguous.
+void BM_CpuDecode(benchmark::State& state) {
+  const int32_t batch = static_cast<int32_t>(state.range(0));
+  const int32_t context = static_cast<int32_t>(state.range(1));
+  const bool paged = state.range(2) != 0;
+  const int32_t block_size = paged ? kPagedBlockSize : context;
+  const int32_t pages_per_seq = (context + block_size - 1) / block_size;
+  const int32_t num_blocks = batch * pages_per_seq;
+  PagedKVView view = PagedKVView::ForLayer(nullptr, DType::kFp16, num_blocks, 1, 0, kKvHeads,
+                                           kHeadDim, block_size);
+  std::vector<uint16_t> pool(size_t(view.block_stride_elems) * num_blocks);
+  FillFp16(pool, 1);
+  std::vector<int32_t> indptr(batch + 1), indices(num_blocks), last(batch);
+  std::iota(indices.begin(), indices.end(), 0);
+  if (paged) std::shuffle(indices.begin(), indices.end(), std::mt19937_64(7));
+  for (int32_t b = 0; b <= batch; ++b) indptr[b] = b * pages_per_seq;
+  for (int32_t b = 0; b < batch; ++b) last[b] = context - (pages_per_seq - 1) * block_size;
+  view.pool = pool.data();
+  view.batch_size = batch;
+  view.page_indptr = indptr.data();
+  view.page_indices = indices.data();
+  view.last_page_len = last.data();
+
+  std::vector<uint16_t> q(size_t(batch) * kQHeads * kHeadDim), out(q.size());
+  FillFp16(q, 2);
+  const QueryBatch qb{q.data(), out.data(), DType::kFp16, kQHeads, batch, nullptr};
+  AttentionOptions opts;
+  opts.backend = Backend::kCpu;
+  opts.cpu_pool = &Pool();
+  for (auto _ : state) {
+    const absl::Status st = PagedAttentionDecode(view, qb, opts);
+    if (!st.ok()) {
+      state.SkipWithError(std::string(st.message()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double kv_bytes = double(batch) * context * 2 * kKvHeads * kHeadDim * sizeof(uint16_t);
+  state.counters["kv_GBps"] =
+      benchmark::Counter(kv_bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["kv_MiB"] = kv_bytes / (1 << 20);
+  state.counters["threads"] = Pool().num_threads();
+  state.SetLabel(paged ? "paged bs16 random" : "contiguous");
+}
+
+// Sums a buffer of `MiB` mebibytes on every core (the same worker pool): the read bandwidth the
+// decode kernel could reach at best on this machine.
+void BM_MemoryRead(benchmark::State& state) {
+  const size_t bytes = size_t(state.range(0)) << 20;
+  std::vector<uint64_t> buf(bytes / sizeof(uint64_t));
+  std::iota(buf.begin(), buf.end(), 0);
+  const int64_t chunks = int64_t{Pool().num_threads()} * 8;
+  const size_t per = buf.size() / chunks;
+  std::vector<uint64_t> sums(chunks);
+  for (auto _ : state) {
+    Pool().ParallelFor(chunks, [&](int64_t c) {
+      const uint64_t* p = buf.data() + c * per;
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (size_t i = 0; i + 4 <= per; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+      }
+      sums[c] = s0 + s1 + s2 + s3;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.counters["read_GBps"] = benchmark::Counter(double(per * chunks * 8) / 1e9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void RegisterAll() {
+  const bool full = std::getenv("PAGEDKV_ATTN_BENCH_FULL") != nullptr;
+  std::vector<int64_t> batches =
+      full ? std::vector<int64_t>{1, 4, 16, 64} : std::vector<int64_t>{1, 4};
+  std::vector<int64_t> contexts =
+      full ? std::vector<int64_t>{512, 2048, 4096, 16384} : std::vector<int64_t>{512, 2048};
+  auto* decode = benchmark::RegisterBenchmark("BM_CpuDecode", BM_CpuDecode);
+  decode->ArgNames({"batch", "context", "paged"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+  for (int64_t b : batches) {
+    for (int64_t c : contexts) {
+      // Bound the pool at 1 GiB of KV (64 x 16k tokens would be 4 GiB in one layer).
+      if (b * c * 2 * kKvHeads * kHeadDim * 2 > (int64_t{1} << 30)) continue;
+      for (int64_t paged : {1, 0}) decode->Args({b, c, paged});
+    }
+  }
+  benchmark::RegisterBenchmark("BM_MemoryRead", BM_MemoryRead)
+      ->Arg(full ? 512 : 16)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+}
+
+}  // namespace
+}  // namespace pagedkv
+
+int main(int argc, char** argv) {
+  pagedkv::RegisterAll();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
