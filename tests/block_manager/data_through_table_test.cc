@@ -67,7 +67,9 @@ TEST_P(DataThroughTableTest, EverySequenceReadsBackItsOwnValues) {
   EXPECT_GT(n.forks, 0u);
   EXPECT_GT(n.reorders, 0u);
   EXPECT_GT(n.swap_ins, 0u);
-  if (c.block_size > 1) EXPECT_GT(n.cow_copies, 0u);  // block size 1 has no partial pages
+  if (c.block_size > 1) {
+    EXPECT_GT(n.cow_copies, 0u);  // block size 1 has no partial pages to copy
+  }
   EXPECT_GT(n.evictions + n.failed, 0u);
   EXPECT_GT(n.verified_tokens, 0u);
   if (c.prefix_caching && c.model != HarnessModel::kSliding) {
