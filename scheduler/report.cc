@@ -62,8 +62,8 @@ svg.chart .tick { fill: #555; font-size: 11px; }
 svg.chart .grid { stroke: #e6e6e6; stroke-width: 1; }
 svg.chart .axis-line { stroke: #888; stroke-width: 1; }
 svg.chart .empty { fill: #777; text-anchor: middle; font-style: italic; }
-svg.chart .segment-label { fill: #fff; font-size: 11px; paint-order: stroke;
-                           stroke: rgba(0,0,0,0.45); stroke-width: 2px; }
+svg.chart .segment-label { fill: #fff; font-size: 11px; }
+svg.chart .segment-label.on-light { fill: #222; }
 footer { margin-top: 40px; color: #666; font-size: 12px; }
 )css";
 

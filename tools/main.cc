@@ -16,6 +16,7 @@
 
 namespace pagedkv::cli {
 int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> args);
+int RunReportCommand(const CommandContext& ctx, absl::Span<const std::string> args);
 namespace {
 
 // Adding a subcommand: write tools/<name>_command.cc with `int Run<Name>Command(ctx, args)`,
@@ -25,6 +26,7 @@ constexpr Command kCommands[] = {
      RunSizeCommand},
     {"simulate", "replay a workload under each KV allocation policy and compare them",
      RunSimulateCommand},
+    {"report", "rebuild report.html from the data files of a simulation", RunReportCommand},
 };
 
 std::string CommandNames() {

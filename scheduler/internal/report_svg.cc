@@ -84,6 +84,15 @@ std::string Legend(const std::vector<LegendEntry>& entries, double top) {
   return out + "</g>\n";
 }
 
+// Whether dark text reads better than white on `color` ("#RRGGBB"), by perceived brightness.
+bool IsLightColor(std::string_view color) {
+  if (color.size() != 7 || color[0] != '#') return false;
+  const auto channel = [&](size_t at) {
+    return static_cast<double>(std::stoi(std::string(color.substr(at, 2)), nullptr, 16)) / 255;
+  };
+  return 0.299 * channel(1) + 0.587 * channel(3) + 0.114 * channel(5) > 0.55;
+}
+
 struct Point {
   double x, y;
 };
@@ -393,9 +402,10 @@ std::string RenderStackedBarChart(const StackedBarChart& chart) {
                       "</title></rect>\n");
       // Label segments wide enough to hold their value.
       if (x1 - x0 >= 44) {
-        absl::StrAppend(&out, "<text class=\"segment-label\" x=\"", Coord((x0 + x1) / 2), "\" y=\"",
-                        Coord(y + kBarHeight / 2 + 4), "\" text-anchor=\"middle\">",
-                        HtmlEscape(label), "</text>\n");
+        absl::StrAppend(&out, "<text class=\"segment-label",
+                        IsLightColor(chart.segments[s].color) ? " on-light" : "", "\" x=\"",
+                        Coord((x0 + x1) / 2), "\" y=\"", Coord(y + kBarHeight / 2 + 4),
+                        "\" text-anchor=\"middle\">", HtmlEscape(label), "</text>\n");
       }
       start += v;
     }
