@@ -52,7 +52,7 @@ def main():
     if args.smoke:
         args.num_seqs, args.iters, args.repeats = 16, 5, 1
     n, iters = args.num_seqs, args.iters
-    steps = 3 * iters * args.repeats + 8
+    steps = 4 * iters * args.repeats + 8  # appends made by all the measurements below
     bm = make_manager(n, args.prompt_tokens, args.block_size, steps)
     ids = np.arange(n, dtype=np.uint64)
     toks = np.full(n, 7, dtype=np.int32)

@@ -92,6 +92,13 @@ void SetPageTable(PagedKVView* v, const PageTable& t) {
     throw py::value_error("last_page_len has " + std::to_string(t.last_len.size()) +
                           " entries, page_indptr implies batch_size " + std::to_string(b));
   }
+  // The kernels trust the arrays to be as long as page_indptr says; only here are the lengths
+  // known.
+  const int32_t nnz = t.indptr.data()[b];
+  if (nnz < 0 || nnz > t.indices.size()) {
+    throw py::value_error("page_indptr[batch_size] = " + std::to_string(nnz) +
+                          " but page_indices has " + std::to_string(t.indices.size()) + " entries");
+  }
   v->batch_size = static_cast<int32_t>(b);
   v->page_indptr = t.indptr.data();
   v->page_indices = t.indices.data();

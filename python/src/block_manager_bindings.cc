@@ -328,7 +328,16 @@ void BindBlockManager(py::module_& m) {
       // Shape
       .def_property_readonly("block_size", &BlockManager::block_size, "tokens per page")
       .def_property_readonly("num_groups", &BlockManager::num_groups)
-      .def("group_info", &BlockManager::group_info, py::arg("group"), py::return_value_policy::copy)
+      .def(
+          "group_info",
+          [](const BlockManager& bm, int32_t group) {
+            // The C++ accessor only DCHECKs the range: check it here.
+            PoolOf(bm, group, Tier::kGpu);
+            return bm.group_info(group);
+          },
+          py::arg("group") = 0,
+          "A copy of the group's kind, layers, bytes per block and block counts; ValueError for "
+          "a group out of range.")
       .def(
           "locate_layer",
           [](const BlockManager& bm, int32_t layer) { return ValueOrThrow(bm.LocateLayer(layer)); },
@@ -424,7 +433,9 @@ void BindBlockManager(py::module_& m) {
           py::arg("seq_ids"), py::arg("tokens"),
           "One decode step: appends tokens[i] to seq_ids[i] for every i, all or nothing. The "
           "fast path for many sequences (pass uint64 / int32 NumPy arrays to avoid conversion).")
-      .def("can_append", &BlockManager::CanAppend, py::arg("seq_id"), py::arg("num_tokens") = 1)
+      .def("can_append", &BlockManager::CanAppend, py::arg("seq_id"), py::arg("num_tokens") = 1,
+           "True when append_tokens(seq_id, num_tokens tokens) would succeed now (False for "
+           "unknown or swapped-out sequences).")
       .def(
           "blocks_to_append",
           [](const BlockManager& bm, SeqId seq, int32_t n) {
@@ -471,7 +482,7 @@ void BindBlockManager(py::module_& m) {
           [](const BlockManager& bm, const InArray<uint64_t>& seqs) {
             return bm.CanSwapIn(AsSpan(seqs));
           },
-          py::arg("seq_ids"))
+          py::arg("seq_ids"), "True when swap_in(seq_ids) would succeed now.")
       // Encoder-decoder
       .def(
           "set_cross_attention",
@@ -523,18 +534,18 @@ void BindBlockManager(py::module_& m) {
           "sequence (1 = decode, the chunk length for prefill); num_context_tokens: None (all "
           "tokens) or one per sequence (chunked prefill).")
       // Queries
-      .def("contains", &BlockManager::Contains, py::arg("seq_id"))
+      .def("contains", &BlockManager::Contains, py::arg("seq_id"), "Is the sequence known?")
       .def("__contains__", &BlockManager::Contains, py::arg("seq_id"))
       .def_property_readonly("num_sequences", &BlockManager::num_sequences)
-      .def("__len__", &BlockManager::num_sequences)
+      .def("__len__", &BlockManager::num_sequences, "Number of known sequences.")
       .def(
           "num_tokens",
           [](const BlockManager& bm, SeqId seq) { return ValueOrThrow(bm.NumTokens(seq)); },
-          py::arg("seq_id"))
+          py::arg("seq_id"), "Tokens of a sequence; KeyError for an unknown one.")
       .def(
           "sequence_stats",
           [](const BlockManager& bm, SeqId seq) { return ValueOrThrow(bm.GetSequenceStats(seq)); },
-          py::arg("seq_id"))
+          py::arg("seq_id"), "Per-sequence statistics; KeyError for an unknown one.")
       .def(
           "block_table",
           [](const BlockManager& bm, SeqId seq, int32_t group) {
@@ -542,7 +553,8 @@ void BindBlockManager(py::module_& m) {
           },
           py::arg("seq_id"), py::arg("group") = 0, "A copy of the (sequence, group) table.")
       .def("sequence_ids", &BlockManager::SequenceIds, "Ids of all known sequences (unordered).")
-      .def("stats", &BlockManager::stats)
+      .def("stats", &BlockManager::stats,
+           "Global statistics (O(sequences + groups)): call per step or less.")
       .def(
           "check_invariants", [](const BlockManager& bm) { ThrowIfError(bm.CheckInvariants()); },
           "Raises RuntimeError describing the first broken invariant (O(blocks)).");

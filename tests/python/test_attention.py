@@ -153,3 +153,15 @@ def test_worker_pool():
     a = pagedkv.attention_decode(cache, 0, q, bm.build_batch([1]), cpu_pool=pool)
     b = pagedkv.attention_decode(cache, 0, q, bm.build_batch([1]))
     np.testing.assert_array_equal(a, b)
+
+
+def test_page_table_lengths_are_checked():
+    bm = make_manager(block_size=4, gpu_num_blocks=8)
+    cache = bm.kv_cache()
+    q = np.zeros((1, HQ, D), np.float32)
+    with pytest.raises(ValueError, match="page_indices has 1 entries"):
+        pagedkv.paged_attention_decode(cache, 0, q, [0, 3], [0], [2])
+    with pytest.raises(ValueError, match="last_page_len"):
+        pagedkv.paged_attention_decode(cache, 0, q, [0, 1], [0], [2, 2])
+    with pytest.raises(ValueError):  # block id out of the pool
+        pagedkv.paged_attention_decode(cache, 0, q, [0, 1], [8], [2])

@@ -296,3 +296,13 @@ def test_help_is_readable():
     import pydoc
     text = pydoc.render_doc(pagedkv.BlockManager, renderer=pydoc.plaintext)
     assert "add_sequence" in text and "build_batch" in text
+
+
+def test_group_out_of_range_is_value_error(manager):
+    with pytest.raises(ValueError, match="out of range"):
+        manager.group_info(1)
+    with pytest.raises(ValueError):
+        manager.group_info(-1)
+    manager.add_sequence(1, [1])
+    with pytest.raises(ValueError):
+        manager.block_table(1, group=2)
