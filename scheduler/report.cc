@@ -54,7 +54,7 @@ table.summary th, table.summary td { border: 1px solid #ccc; padding: 4px 8px; t
 table.summary th { background: #f2f2f2; }
 table.summary td.policy, table.summary th.policy { text-align: left; font-weight: 600; }
 span.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 6px; }
-svg.chart { display: block; max-width: 100%; height: auto; margin: 8px 0 16px; }
+svg.chart { display: block; width: 100%; max-width: 960px; height: auto; margin: 8px 0 16px; }
 svg.chart text { font-size: 12px; fill: #222; }
 svg.chart .chart-title { font-size: 14px; font-weight: 600; text-anchor: middle; }
 svg.chart .axis-label { font-size: 12px; fill: #444; }

@@ -10,8 +10,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest python3-numpy
+  chromium  # headless browser test of report.html (tests/browser; skipped when absent)
 )
-# Extra packages for optional checks (browser test of the HTML report) can be passed as arguments.
+# Extra packages can be passed as arguments.
 packages+=("$@")
 
 missing=()

@@ -87,8 +87,14 @@ std::string Legend(const std::vector<LegendEntry>& entries, double top) {
 // Whether dark text reads better than white on `color` ("#RRGGBB"), by perceived brightness.
 bool IsLightColor(std::string_view color) {
   if (color.size() != 7 || color[0] != '#') return false;
+  const auto hex = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return 0;
+  };
   const auto channel = [&](size_t at) {
-    return static_cast<double>(std::stoi(std::string(color.substr(at, 2)), nullptr, 16)) / 255;
+    return static_cast<double>(hex(color[at]) * 16 + hex(color[at + 1])) / 255;
   };
   return 0.299 * channel(1) + 0.587 * channel(3) + 0.114 * channel(5) > 0.55;
 }
