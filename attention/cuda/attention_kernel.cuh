@@ -207,6 +207,7 @@ __global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const KernelPar
       float sum = pa + pb;
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+      __syncwarp();  // every lane has read s_m[g] before lane 0 rewrites it
       if (lane == 0) {
         const float alpha = exp2f(m_old - m_new);  // 0 on the first tile (m_old = -inf)
         s_alpha[g] = alpha;

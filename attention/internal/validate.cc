@@ -147,6 +147,13 @@ absl::Status ValidateQueries(const PagedKVView& v, const QueryBatch& q, bool ext
   if (q.num_tokens > 0 && (q.q == nullptr || q.out == nullptr)) {
     return absl::InvalidArgumentError("QueryBatch.q and QueryBatch.out must be set");
   }
+  if (backend == Backend::kCuda && q.num_tokens > 0 &&
+      (reinterpret_cast<uintptr_t>(q.q) % 16 != 0 ||
+       reinterpret_cast<uintptr_t>(q.out) % 16 != 0)) {
+    return absl::InvalidArgumentError(
+        "the CUDA kernels read and write queries with 16-byte vectors: QueryBatch.q and "
+        "QueryBatch.out must be 16-byte aligned");
+  }
   if (!extend) {
     if (q.num_tokens != v.batch_size) {
       return absl::InvalidArgumentError(absl::StrFormat(
