@@ -1,0 +1,69 @@
+// Simulator: replays a Workload through the Scheduler on a virtual clock, one KvCachePolicy at a
+// time, timing each step with the StepTimeModel, and collects the metrics of metrics.h. The GPU
+// pool is metadata only (kVirtual), so an 80 GB GPU simulates on any machine. Deterministic for a
+// fixed config (seed included).
+//
+//   SimulatorConfig cfg;  cfg.model = llama; cfg.gpu = h100; cfg.compute = ...;
+//   cfg.policy = PolicyKind::kPaged;
+//   PAGEDKV_ASSIGN_OR_RETURN(PolicyRunResult r, Simulate(workload, cfg));
+#ifndef PAGEDKV_SCHEDULER_SIMULATOR_H_
+#define PAGEDKV_SCHEDULER_SIMULATOR_H_
+
+#include <cstdint>
+#include <functional>
+
+#include "absl/status/statusor.h"
+#include "pagedkv/core/model_spec.h"
+#include "pagedkv/scheduler/metrics.h"
+#include "pagedkv/scheduler/policy.h"
+#include "pagedkv/scheduler/scheduler.h"
+#include "pagedkv/scheduler/step_time_model.h"
+#include "pagedkv/scheduler/workload.h"
+
+namespace pagedkv {
+
+struct SimulatorConfig {
+  ModelSpec model;
+  GpuSpec gpu;
+  ModelCompute compute;
+  PolicyKind policy = PolicyKind::kPaged;
+  int32_t block_size_tokens = 16;
+  SchedulerConfig scheduler;
+
+  // KV budget: kv_budget_bytes when > 0, else gpu_memory_bytes (0 = the GPU's) *
+  // gpu_memory_fraction - compute.weight_bytes.
+  uint64_t kv_budget_bytes = 0;
+  uint64_t gpu_memory_bytes = 0;
+  double gpu_memory_fraction = 0.9;
+  // Host swap space for --preemption swap (paged only).
+  uint64_t swap_space_bytes = 4ull << 30;
+  // 0 = derived from the workload: the longest prompt + output, and the longest output.
+  int32_t max_model_len = 0;
+  int32_t max_new_tokens = 0;
+  double watermark = 0.01;
+  bool enable_prefix_caching = true;
+  uint64_t seed = 1;  // beam choices
+  int64_t max_timeline_rows = 2000;
+  // Called now and then with the fraction of requests finished (0..1); may be empty.
+  std::function<void(double)> progress;
+};
+
+// The derived sizes a config gives for a workload (what summary.json's header reports).
+struct SimulatorSizing {
+  uint64_t kv_budget_bytes = 0;
+  uint64_t kv_bytes_per_token = 0;
+  int64_t capacity_tokens = 0;
+  int32_t max_model_len = 0;
+  int32_t max_new_tokens = 0;
+};
+// InvalidArgument when the weights leave no KV memory (naming the numbers).
+absl::StatusOr<SimulatorSizing> ComputeSizing(const Workload& workload,
+                                              const SimulatorConfig& config);
+
+// Runs one policy over the whole workload. Every request either completes or is rejected as
+// larger than the memory. Internal error if the scheduler stalls.
+absl::StatusOr<PolicyRunResult> Simulate(const Workload& workload, const SimulatorConfig& config);
+
+}  // namespace pagedkv
+
+#endif  // PAGEDKV_SCHEDULER_SIMULATOR_H_

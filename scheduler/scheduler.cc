@@ -1,0 +1,549 @@
+#include "pagedkv/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "pagedkv/core/absl_compat.h"
+#include "pagedkv/core/check.h"
+#include "pagedkv/core/status.h"
+
+namespace pagedkv {
+
+std::string_view PreemptionModeName(PreemptionMode mode) {
+  return mode == PreemptionMode::kSwap ? "swap" : "recompute";
+}
+
+absl::StatusOr<PreemptionMode> ParsePreemptionMode(std::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(AbslView(name));
+  if (lower == "recompute") return PreemptionMode::kRecompute;
+  if (lower == "swap") return PreemptionMode::kSwap;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown preemption mode '", AbslView(name), "'; use recompute or swap"));
+}
+
+absl::Status SchedulerConfig::Validate() const {
+  if (max_num_seqs < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scheduler: max_num_seqs must be >= 1, got ", max_num_seqs));
+  }
+  if (max_num_batched_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scheduler: max_num_batched_tokens must be >= 1, got ", max_num_batched_tokens));
+  }
+  return absl::OkStatus();
+}
+
+// A sequence's tokens are prompt + generated. Slots exist in the policy for the first num_stored
+// of them; the first num_computed have K/V written. Decoding: num_stored == num_computed ==
+// tokens.size() - 1 before the step appends the newest token's slot.
+struct Scheduler::Seq {
+  SeqId id = 0;
+  std::vector<TokenId> tokens;
+  int32_t num_computed = 0;
+  int32_t num_stored = 0;
+  bool live = false;  // known to the policy (admitted or forked)
+};
+
+struct Scheduler::Group {
+  enum class State : uint8_t { kWaiting, kRunning, kSwapped, kFinished };
+  uint64_t request_id = 0;
+  uint64_t arrival = 0;  // FCFS rank
+  int32_t prompt_len = 0;
+  int32_t max_output = 1;
+  int32_t num_samples = 1;
+  int32_t beam_width = 1;
+  std::vector<Seq> seqs;      // width of them; seqs[k].id == seqs[0].id + k
+  int32_t num_generated = 0;  // per live sequence
+  bool forked = false;        // seqs[1..] are live
+  bool first_token_done = false;
+  int32_t num_preemptions = 0;
+  State state = State::kWaiting;
+
+  int32_t num_live() const { return forked ? static_cast<int32_t>(seqs.size()) : 1; }
+  // Prefill: the admitted tokens (prompt, plus generated ones after a recompute preemption) are
+  // not all computed yet. A decoding sequence has num_computed == num_stored == tokens - 1.
+  bool in_prefill() const { return !forked && seqs[0].num_computed < seqs[0].num_stored; }
+};
+
+Scheduler::Scheduler(SchedulerConfig config, KvCachePolicy* policy)
+    : config_(config), policy_(policy) {
+  PAGEDKV_CHECK(policy != nullptr);
+  last_counters_ = policy_->counters();
+}
+
+Scheduler::~Scheduler() = default;
+
+int32_t Scheduler::Width(const Group& g) const { return std::max(g.num_samples, g.beam_width); }
+
+absl::Status Scheduler::AddRequest(SchedulerRequest request) {
+  if (request.prompt.empty() || request.max_output_tokens < 1 || request.num_samples < 1 ||
+      request.beam_width < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request ", request.request_id, ": need a prompt (got ", request.prompt.size(),
+                     " tokens), max_output_tokens >= 1 (got ", request.max_output_tokens,
+                     "), num_samples >= 1 (got ", request.num_samples,
+                     ") and beam_width >= 1 (got ", request.beam_width, ")"));
+  }
+  if (request.num_samples > 1 && request.beam_width > 1) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request.request_id,
+                                                   ": use either num_samples > 1 or "
+                                                   "beam_width > 1, not both"));
+  }
+  if (groups_.contains(request.request_id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request ", request.request_id, " was already added"));
+  }
+  auto g = std::make_unique<Group>();
+  g->request_id = request.request_id;
+  g->arrival = next_arrival_++;
+  g->prompt_len = static_cast<int32_t>(request.prompt.size());
+  g->max_output = request.max_output_tokens;
+  g->num_samples = request.num_samples;
+  g->beam_width = request.beam_width;
+  const int32_t width = Width(*g);
+  g->seqs.resize(static_cast<size_t>(width));
+  for (int32_t k = 0; k < width; ++k) g->seqs[k].id = next_seq_id_ + static_cast<uint64_t>(k);
+  next_seq_id_ += static_cast<uint64_t>(width);
+  g->seqs[0].tokens = std::move(request.prompt);
+  waiting_.push_back(g.get());
+  groups_.emplace(request.request_id, std::move(g));
+  return absl::OkStatus();
+}
+
+AdmitRequest Scheduler::MakeAdmitRequest(const Group& g) const {
+  AdmitRequest r;
+  r.prompt_tokens = g.prompt_len;
+  r.output_tokens = g.max_output;
+  r.stored_tokens = static_cast<int32_t>(g.seqs[0].tokens.size());
+  r.num_seqs = Width(g);
+  return r;
+}
+
+const AdmitRequest* Scheduler::NextAdmission() const {
+  if (waiting_.empty()) return nullptr;
+  next_admission_ = MakeAdmitRequest(*waiting_.front());
+  return &next_admission_;
+}
+
+void Scheduler::InsertByArrival(std::deque<Group*>& queue, Group* g) {
+  auto it = std::upper_bound(queue.begin(), queue.end(), g, [](const Group* a, const Group* b) {
+    return a->arrival < b->arrival;
+  });
+  queue.insert(it, g);
+}
+
+void Scheduler::RemoveRunning(Group* g) {
+  auto it = std::find(running_.begin(), running_.end(), g);
+  PAGEDKV_DCHECK(it != running_.end());
+  running_.erase(it);
+  running_seqs_ -= Width(*g);
+}
+
+absl::Status Scheduler::FreeGroup(Group* g) {
+  for (Seq& s : g->seqs) {
+    absl::Status st = policy_->Free(s.id);
+    // Ids that were never admitted or forked are unknown to a paged policy.
+    if (!st.ok() && !absl::IsNotFound(st)) return st;
+    s.live = false;
+    s.num_computed = 0;
+    s.num_stored = 0;
+  }
+  return absl::OkStatus();
+}
+
+void Scheduler::TakeCacheOps(SchedulerOutput& out) {
+  policy_->TakeCacheOps(&pending_ops_);
+  if (out.cache_ops.groups.size() < pending_ops_.groups.size()) {
+    out.cache_ops.groups.resize(pending_ops_.groups.size());
+  }
+  for (size_t g = 0; g < pending_ops_.groups.size(); ++g) {
+    GroupCacheOps& dst = out.cache_ops.groups[g];
+    const GroupCacheOps& src = pending_ops_.groups[g];
+    dst.group = src.group;
+    dst.bytes_per_block = src.bytes_per_block;
+    dst.swap_out.insert(dst.swap_out.end(), src.swap_out.begin(), src.swap_out.end());
+    dst.swap_in.insert(dst.swap_in.end(), src.swap_in.begin(), src.swap_in.end());
+    dst.copies.insert(dst.copies.end(), src.copies.begin(), src.copies.end());
+  }
+}
+
+absl::Status Scheduler::Preempt(Group* g, SchedulerOutput& out, bool allow_swap) {
+  RemoveRunning(g);
+  ++g->num_preemptions;
+  ++total_preemptions_;
+  out.preempted_requests.push_back(g->request_id);
+  std::vector<SeqId> ids;
+  for (int32_t k = 0; k < g->num_live(); ++k) ids.push_back(g->seqs[k].id);
+  out.preempted_seqs.insert(out.preempted_seqs.end(), ids.begin(), ids.end());
+  if (allow_swap && config_.preemption_mode == PreemptionMode::kSwap && policy_->SupportsSwap() &&
+      policy_->CanSwapOut(ids)) {
+    absl::Status st = policy_->SwapOut(ids);
+    if (st.ok()) {
+      g->state = Group::State::kSwapped;
+      InsertByArrival(swapped_, g);
+      // The swapped-out pages stay pinned until their swap_out is taken. The engine runs every
+      // swap_out of a step before anything writes, so taking them now frees the pages for the
+      // appends of this same step.
+      TakeCacheOps(out);
+      return absl::OkStatus();
+    }
+    if (!absl::IsResourceExhausted(st)) return st;
+  }
+  // Recompute: the request re-runs prompt + generated tokens as a prefill when re-admitted. A
+  // forked group restarts from its prompt (its sequences would otherwise need re-forking).
+  PAGEDKV_RETURN_IF_ERROR(FreeGroup(g));
+  if (g->forked) {
+    g->seqs[0].tokens.resize(static_cast<size_t>(g->prompt_len));
+    for (size_t k = 1; k < g->seqs.size(); ++k) g->seqs[k].tokens.clear();
+    g->forked = false;
+    g->num_generated = 0;
+  }
+  g->state = Group::State::kWaiting;
+  InsertByArrival(waiting_, g);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ScheduleRunning(SchedulerOutput& out, int32_t& budget,
+                                        bool& preempted_any) {
+  size_t i = 0;
+  while (i < running_.size()) {
+    Group* g = running_[i];
+    if (g->in_prefill()) {
+      Seq& s = g->seqs[0];
+      const int32_t remaining = s.num_stored - s.num_computed;
+      const int32_t chunk = std::min(remaining, budget);
+      if (chunk > 0) {
+        out.scheduled.push_back(
+            {s.id, g->request_id, chunk, s.num_computed, true, chunk == remaining ? Width(*g) : 0});
+        budget -= chunk;
+        out.num_prefill_tokens += chunk;
+      }
+      ++i;
+      continue;
+    }
+    const int32_t live = g->num_live();
+    if (budget < live) {
+      ++i;
+      continue;
+    }
+    // Give every live sequence the slot of its newest token, preempting the newest running
+    // request while memory is short (possibly this one).
+    bool self_preempted = false;
+    for (int32_t k = 0; k < live && !self_preempted; ++k) {
+      Seq& s = g->seqs[k];
+      while (s.num_stored < static_cast<int32_t>(s.tokens.size())) {
+        absl::Status st = policy_->Append(
+            s.id, absl::MakeConstSpan(s.tokens).subspan(static_cast<size_t>(s.num_stored)));
+        if (st.ok()) {
+          s.num_stored = static_cast<int32_t>(s.tokens.size());
+          break;
+        }
+        if (!absl::IsResourceExhausted(st)) return st;
+        Group* victim = running_.back();
+        // A group preempting itself may hold copy-on-write pages written by this step's pending
+        // copies, which an engine runs after every swap_out: recompute it instead of swapping.
+        PAGEDKV_RETURN_IF_ERROR(Preempt(victim, out, /*allow_swap=*/victim != g));
+        preempted_any = true;
+        if (victim == g) {
+          self_preempted = true;
+          break;
+        }
+      }
+    }
+    if (self_preempted) break;  // g was the last running group
+    for (int32_t k = 0; k < live; ++k) {
+      const Seq& s = g->seqs[k];
+      out.scheduled.push_back({s.id, g->request_id, 1, s.num_computed, false, 1});
+    }
+    budget -= live;
+    out.num_decode_tokens += live;
+    ++i;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ScheduleSwapped(SchedulerOutput& out, int32_t& budget) {
+  std::vector<SeqId> ids;
+  while (!swapped_.empty()) {
+    Group* g = swapped_.front();
+    const int32_t live = g->num_live();
+    if (running_seqs_ + Width(*g) > config_.max_num_seqs || budget < live) break;
+    ids.clear();
+    for (int32_t k = 0; k < live; ++k) ids.push_back(g->seqs[k].id);
+    if (!policy_->CanSwapIn(ids)) break;
+    PAGEDKV_RETURN_IF_ERROR(policy_->SwapIn(ids));
+    swapped_.pop_front();
+    g->state = Group::State::kRunning;
+    running_.insert(
+        std::upper_bound(running_.begin(), running_.end(), g,
+                         [](const Group* a, const Group* b) { return a->arrival < b->arrival; }),
+        g);
+    running_seqs_ += Width(*g);
+    out.swapped_in_requests.push_back(g->request_id);
+    if (g->in_prefill()) continue;  // its next chunk runs next step
+    // Decode now when the slots fit; otherwise the running pass of the next step handles it.
+    bool all = true;
+    for (int32_t k = 0; k < live && all; ++k) {
+      Seq& s = g->seqs[k];
+      if (s.num_stored < static_cast<int32_t>(s.tokens.size())) {
+        absl::Status st = policy_->Append(
+            s.id, absl::MakeConstSpan(s.tokens).subspan(static_cast<size_t>(s.num_stored)));
+        if (st.ok()) {
+          s.num_stored = static_cast<int32_t>(s.tokens.size());
+        } else if (absl::IsResourceExhausted(st)) {
+          all = false;
+        } else {
+          return st;
+        }
+      }
+    }
+    if (!all) continue;
+    for (int32_t k = 0; k < live; ++k) {
+      const Seq& s = g->seqs[k];
+      out.scheduled.push_back({s.id, g->request_id, 1, s.num_computed, false, 1});
+    }
+    budget -= live;
+    out.num_decode_tokens += live;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::ScheduleWaiting(SchedulerOutput& out, int32_t& budget) {
+  std::vector<SeqId> ids;
+  while (!waiting_.empty() && budget > 0) {
+    Group* g = waiting_.front();
+    const int32_t width = Width(*g);
+    if (running_seqs_ + width > config_.max_num_seqs && width <= config_.max_num_seqs) break;
+    Seq& s = g->seqs[0];
+    const AdmitRequest req = MakeAdmitRequest(*g);
+    const AdmitCheck check = policy_->CanAdmit(req, s.tokens);
+    const int32_t stored = req.stored_tokens;
+    // At least the last token is computed: its logits give the next token.
+    const int32_t hint_cached = std::min(check.cached_tokens, stored - 1);
+    const bool too_long_unchunked =
+        !config_.enable_chunked_prefill && stored - hint_cached > config_.max_num_batched_tokens;
+    // With no running or swapped request holding memory, what does not fit now never will.
+    const bool never_fits = !check.fits && running_.empty() && swapped_.empty();
+    // A group decodes all its sequences in one step, within both limits.
+    const bool too_wide = width > config_.max_num_seqs || width > config_.max_num_batched_tokens;
+    if (!check.ever_fits || too_long_unchunked || never_fits || too_wide) {
+      waiting_.pop_front();
+      g->state = Group::State::kFinished;
+      out.rejected_requests.push_back(g->request_id);
+      for (Seq& seq : g->seqs) std::vector<TokenId>().swap(seq.tokens);
+      continue;
+    }
+    if (!config_.enable_chunked_prefill && stored - hint_cached > budget) break;
+    if (!check.fits) break;
+    ids.clear();
+    for (const Seq& seq : g->seqs) ids.push_back(seq.id);
+    absl::StatusOr<int32_t> cached = policy_->Admit(ids, req, s.tokens);
+    if (!cached.ok()) {
+      if (absl::IsResourceExhausted(cached.status())) break;
+      return cached.status();
+    }
+    waiting_.pop_front();
+    const int32_t hit = std::min(*cached, stored - 1);
+    s.live = true;
+    s.num_computed = hit;
+    s.num_stored = stored;
+    const int32_t remaining = stored - hit;
+    const int32_t chunk = std::min(remaining, budget);
+    out.scheduled.push_back(
+        {s.id, g->request_id, chunk, hit, true, chunk == remaining ? width : 0});
+    budget -= chunk;
+    out.num_prefill_tokens += chunk;
+    out.num_cached_prompt_tokens += hit;
+    g->state = Group::State::kRunning;
+    running_.insert(
+        std::upper_bound(running_.begin(), running_.end(), g,
+                         [](const Group* a, const Group* b) { return a->arrival < b->arrival; }),
+        g);
+    running_seqs_ += width;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SchedulerOutput> Scheduler::Step() {
+  SchedulerOutput out;
+  out.step = step_++;
+  out.finished_requests = std::move(finished_since_step_);
+  finished_since_step_.clear();
+  int32_t budget = config_.max_num_batched_tokens;
+  bool preempted = false;
+  PAGEDKV_RETURN_IF_ERROR(ScheduleRunning(out, budget, preempted));
+  // FCFS: swapped requests (older) resume before new ones are admitted, and nothing new is
+  // admitted in a step that had to preempt.
+  if (!preempted) PAGEDKV_RETURN_IF_ERROR(ScheduleSwapped(out, budget));
+  if (!preempted && swapped_.empty()) PAGEDKV_RETURN_IF_ERROR(ScheduleWaiting(out, budget));
+  out.num_batched_tokens = config_.max_num_batched_tokens - budget;
+  TakeCacheOps(out);
+  const KvPolicyCounters now = policy_->counters();
+  out.copy_bytes = now.copy_bytes - last_counters_.copy_bytes;
+  out.swap_bytes = (now.swap_out_bytes - last_counters_.swap_out_bytes) +
+                   (now.swap_in_bytes - last_counters_.swap_in_bytes);
+  last_counters_ = now;
+  PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
+  return out;
+}
+
+absl::StatusOr<StepCompletion> Scheduler::CompleteStep(const SchedulerOutput& out,
+                                                       const StepSamples& samples) {
+  size_t expected = 0;
+  for (const ScheduledSeq& e : out.scheduled) expected += static_cast<size_t>(e.num_samples);
+  if (samples.tokens.size() != expected) {
+    return absl::InvalidArgumentError(absl::StrCat("step ", out.step, ": expected ", expected,
+                                                   " sampled tokens, got ", samples.tokens.size()));
+  }
+  StepCompletion done;
+  size_t tok = 0;
+  const auto& sched = out.scheduled;
+  for (size_t i = 0; i < sched.size();) {
+    size_t j = i;
+    while (j < sched.size() && sched[j].request_id == sched[i].request_id) ++j;
+    auto git = groups_.find(sched[i].request_id);
+    if (git == groups_.end() || git->second->state != Group::State::kRunning) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("step ", out.step, ": request ", sched[i].request_id, " is not running"));
+    }
+    Group* g = git->second.get();
+    bool sampled = false;
+    if (sched[i].is_prefill) {
+      const ScheduledSeq& e = sched[i];
+      Seq& s0 = g->seqs[0];
+      s0.num_computed += e.num_query_tokens;
+      if (e.num_samples > 0) {
+        sampled = true;
+        if (e.num_samples > 1) {
+          // The prompt is done: fork the other samples / beams; they share its pages.
+          for (size_t k = 1; k < g->seqs.size(); ++k) {
+            PAGEDKV_RETURN_IF_ERROR(policy_->Fork(s0.id, g->seqs[k].id));
+            Seq& c = g->seqs[k];
+            c.tokens = s0.tokens;
+            c.num_computed = s0.num_computed;
+            c.num_stored = s0.num_stored;
+            c.live = true;
+          }
+          g->forked = true;
+        }
+        for (int32_t k = 0; k < e.num_samples; ++k)
+          g->seqs[k].tokens.push_back(samples.tokens[tok++]);
+        done.tokens_generated += e.num_samples;
+        if (!g->first_token_done) {
+          g->first_token_done = true;
+          done.first_token_requests.push_back(g->request_id);
+        }
+      }
+    } else {
+      sampled = true;
+      const size_t n = j - i;
+      const BeamChoice* choice = nullptr;
+      if (g->beam_width > 1) {
+        for (const BeamChoice& b : samples.beams) {
+          if (b.request_id == g->request_id) choice = &b;
+        }
+      }
+      if (choice != nullptr) {
+        if (choice->parent_index.size() != n || n != g->seqs.size()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("request ", g->request_id, ": beam choice has ",
+                           choice->parent_index.size(), " parents for ", n, " decoding beams"));
+        }
+        std::vector<SeqId> ids;
+        for (const Seq& s : g->seqs) ids.push_back(s.id);
+        PAGEDKV_RETURN_IF_ERROR(policy_->ReorderBeams(ids, choice->parent_index));
+        std::vector<std::vector<TokenId>> old(n);
+        for (size_t k = 0; k < n; ++k) old[k] = g->seqs[k].tokens;
+        for (size_t k = 0; k < n; ++k) g->seqs[k].tokens = old[choice->parent_index[k]];
+      }
+      for (size_t k = i; k < j; ++k) {
+        Seq& s = g->seqs[sched[k].seq_id - g->seqs[0].id];
+        s.num_computed += 1;
+        s.tokens.push_back(samples.tokens[tok++]);
+      }
+      done.tokens_generated += static_cast<int64_t>(n);
+    }
+    if (sampled && ++g->num_generated >= g->max_output) {
+      PAGEDKV_RETURN_IF_ERROR(FreeGroup(g));
+      RemoveRunning(g);
+      g->state = Group::State::kFinished;
+      for (Seq& s : g->seqs) std::vector<TokenId>().swap(s.tokens);
+      done.finished_requests.push_back(g->request_id);
+      finished_since_step_.push_back(g->request_id);
+    }
+    i = j;
+  }
+  return done;
+}
+
+int32_t Scheduler::NumPreemptions(uint64_t request_id) const {
+  auto it = groups_.find(request_id);
+  return it == groups_.end() ? 0 : it->second->num_preemptions;
+}
+
+absl::StatusOr<std::vector<TokenId>> Scheduler::SequenceTokens(SeqId seq) const {
+  for (const auto& [id, g] : groups_) {
+    if (g->state == Group::State::kFinished || seq < g->seqs[0].id ||
+        seq >= g->seqs[0].id + g->seqs.size()) {
+      continue;
+    }
+    return g->seqs[seq - g->seqs[0].id].tokens;
+  }
+  return absl::NotFoundError(absl::StrCat("sequence ", seq, " is not live"));
+}
+
+absl::StatusOr<std::vector<SeqId>> Scheduler::RequestSeqIds(uint64_t request_id) const {
+  auto it = groups_.find(request_id);
+  if (it == groups_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown request ", request_id));
+  }
+  std::vector<SeqId> ids;
+  for (const Seq& s : it->second->seqs) ids.push_back(s.id);
+  return ids;
+}
+
+absl::Status Scheduler::CheckInvariants() const {
+  int32_t width = 0;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    const Group* g = running_[i];
+    if (g->state != Group::State::kRunning) {
+      return absl::InternalError(absl::StrCat("request ", g->request_id, " in running queue"));
+    }
+    if (i > 0 && running_[i - 1]->arrival >= g->arrival) {
+      return absl::InternalError("running queue not sorted by arrival");
+    }
+    width += Width(*g);
+    for (int32_t k = 0; k < g->num_live(); ++k) {
+      const Seq& s = g->seqs[k];
+      if (s.num_computed > s.num_stored || s.num_stored > static_cast<int32_t>(s.tokens.size())) {
+        return absl::InternalError(absl::StrCat("sequence ", s.id, ": computed ", s.num_computed,
+                                                " stored ", s.num_stored, " tokens ",
+                                                s.tokens.size()));
+      }
+      if (g->forked && static_cast<int32_t>(s.tokens.size()) != g->prompt_len + g->num_generated) {
+        return absl::InternalError(absl::StrCat("sequence ", s.id, " has ", s.tokens.size(),
+                                                " tokens; expected prompt ", g->prompt_len,
+                                                " + generated ", g->num_generated));
+      }
+    }
+  }
+  if (width != running_seqs_) {
+    return absl::InternalError(
+        absl::StrCat("running width ", width, " != counter ", running_seqs_));
+  }
+  if (running_seqs_ > config_.max_num_seqs) {
+    return absl::InternalError(
+        absl::StrCat("running width ", running_seqs_, " > max_num_seqs ", config_.max_num_seqs));
+  }
+  for (const Group* g : waiting_) {
+    if (g->state != Group::State::kWaiting) return absl::InternalError("bad waiting state");
+  }
+  for (const Group* g : swapped_) {
+    if (g->state != Group::State::kSwapped) return absl::InternalError("bad swapped state");
+  }
+  return policy_->CheckInvariants();
+}
+
+}  // namespace pagedkv
