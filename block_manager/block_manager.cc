@@ -146,6 +146,15 @@ struct BlockManager::Impl {
         absl::StrCat(op, ": sequence ", seq, " is swapped out; SwapIn it first"));
   }
 
+  // Registers an in-use block under `hash` unless another block already holds it (that one keeps
+  // serving lookups; this one stays private). Peeks first: a failed SetHash builds an error
+  // message, far too slow for the decode path where identical pages are common.
+  static void TrySetHash(PoolState& pool, BlockId b, const BlockHash& hash) {
+    if (pool.alloc->Peek(hash).has_value()) return;
+    absl::Status s = pool.alloc->SetHash(b, hash);
+    PAGEDKV_DCHECK_MSG(s.ok(), "SetHash of an in-use unhashed block failed");
+  }
+
   void Pin(PoolState& pool, BlockId b) {
     absl::Status s = pool.alloc->AddRef(b);
     PAGEDKV_CHECK_MSG(s.ok(), "pin of a free block");
@@ -264,7 +273,7 @@ struct BlockManager::Impl {
         parent, absl::MakeConstSpan(&pool.tokens[static_cast<size_t>(b) * bs], bs), rec.extra_key);
     pool.hashes[b] = h;
     // AlreadyExists: another page holds the same content and serves lookups; keep this one private.
-    (void)pool.alloc->SetHash(b, h);
+    TrySetHash(pool, b, h);
   }
 
   bool TokensEqual(const PoolState& pool, BlockId b, const TokenId* tokens) const {
@@ -693,7 +702,7 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
         const BlockId hb = hits[k].block;
         s.RecordSwapIn(g, hb, b);
         s.CopyMeta(G, G.host, hb, G.gpu, b);
-        (void)G.gpu.alloc->SetHash(b, hits[k].hash);
+        Impl::TrySetHash(G.gpu, b, hits[k].hash);
         s.Release(G.host, hb, EvictionPriority::kNormal);
       }
     }
@@ -1094,8 +1103,7 @@ absl::Status BlockManager::SwapOut(absl::Span<const SeqId> seqs) {
       map[g][b] = static_cast<BlockId>(i);
       s.RecordSwapOut(g, b, host[i]);
       s.CopyMeta(G, G.gpu, b, G.host, host[i]);
-      if (G.hashed && G.gpu.alloc->is_hashed(b))
-        (void)G.host.alloc->SetHash(host[i], G.gpu.hashes[b]);
+      if (G.hashed && G.gpu.alloc->is_hashed(b)) Impl::TrySetHash(G.host, host[i], G.gpu.hashes[b]);
     }
     moved += static_cast<int64_t>(host.size());
     for (SeqRecord* rec : recs) {
@@ -1156,8 +1164,7 @@ absl::Status BlockManager::SwapIn(absl::Span<const SeqId> seqs) {
       map[g][h] = static_cast<BlockId>(i);
       s.RecordSwapIn(g, h, gpu[i]);
       s.CopyMeta(G, G.host, h, G.gpu, gpu[i]);
-      if (G.hashed && G.host.alloc->is_hashed(h))
-        (void)G.gpu.alloc->SetHash(gpu[i], G.host.hashes[h]);
+      if (G.hashed && G.host.alloc->is_hashed(h)) Impl::TrySetHash(G.gpu, gpu[i], G.host.hashes[h]);
     }
     moved += static_cast<int64_t>(gpu.size());
     for (SeqRecord* rec : recs) {
