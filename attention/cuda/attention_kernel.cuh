@@ -97,7 +97,8 @@ __device__ __forceinline__ void LocateToken(const KernelParams& p, int64_t token
 }
 
 template <typename T, int kHeadDim, int kMaxGroup>
-__global__ void __launch_bounds__(kThreads) PagedAttentionKernel(const KernelParams p) {
+__global__ void __launch_bounds__(kThreads)
+    PagedAttentionKernel(const __grid_constant__ KernelParams p) {
   constexpr int kLanesPerToken = kHeadDim / kVec;            // 8, 16 or 32 (within one warp)
   constexpr int kTokensPerPass = kThreads / kLanesPerToken;  // 16, 8 or 4
   constexpr int kWarps = kThreads / 32;

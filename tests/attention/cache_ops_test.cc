@@ -24,7 +24,7 @@ class CacheOpsTest : public ::testing::TestWithParam<int32_t> {
 };
 
 TEST_P(CacheOpsTest, WriteKVWritesSlotsAndSkipsNegative) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (DType dtype : {DType::kFp32, DType::kFp16, DType::kBf16}) {
     PagedBatch batch;
     BuildPagedBatch({50, 30}, block_size(), 2, 64, dtype, rng, &batch, false, 10);
@@ -88,7 +88,7 @@ std::vector<uint8_t> RandomBytes(std::mt19937_64& rng, size_t n) {
 }
 
 TEST_P(CacheOpsTest, CopyBlocksCopiesEveryPair) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   const int32_t num_blocks = 24;
   const uint64_t bytes_per_block = uint64_t(block_size()) * 2 * 2 * 64 * 2;  // 2 layers, fp16
   std::vector<uint8_t> pool = RandomBytes(rng, num_blocks * bytes_per_block);
@@ -109,7 +109,7 @@ TEST_P(CacheOpsTest, CopyBlocksCopiesEveryPair) {
 }
 
 TEST_P(CacheOpsTest, SwapBlocksBetweenPools) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   const uint64_t bytes_per_block = uint64_t(block_size()) * 2 * 8 * 64 * 2;
   std::vector<uint8_t> gpu = RandomBytes(rng, 10 * bytes_per_block);
   std::vector<uint8_t> host = RandomBytes(rng, 6 * bytes_per_block);

@@ -127,7 +127,7 @@ class CudaAttentionTest : public ::testing::TestWithParam<std::tuple<int32_t, DT
 
 TEST_P(CudaAttentionTest, DecodeMatchesCpu) {
   SKIP_WITHOUT_DEVICE();
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (int32_t head_dim : {64, 128, 256}) {
     for (int32_t ratio : {1, 4, 6, 8, 16}) {
       for (int32_t hint : {0, 2048}) {  // 2048: split-KV with a combine step
@@ -143,7 +143,7 @@ TEST_P(CudaAttentionTest, DecodeMatchesCpu) {
 
 TEST_P(CudaAttentionTest, DecodeWithWindowMatchesCpu) {
   SKIP_WITHOUT_DEVICE();
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (int32_t window : {1, 100, 700}) {
     SCOPED_TRACE(::testing::Message() << "window " << window);
     PagedBatch batch;
@@ -154,7 +154,7 @@ TEST_P(CudaAttentionTest, DecodeWithWindowMatchesCpu) {
 
 TEST_P(CudaAttentionTest, ExtendMatchesCpu) {
   SKIP_WITHOUT_DEVICE();
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (int32_t window : {0, 33}) {
     PagedBatch batch;
     std::vector<int32_t> lens = RandomLens(rng, 4, 600);
@@ -181,7 +181,7 @@ INSTANTIATE_TEST_SUITE_P(BlockSizesAndDtypes, CudaAttentionTest,
 
 TEST(CudaCacheOps, WriteKVMatchesCpu) {
   SKIP_WITHOUT_DEVICE();
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (int32_t head_dim : {64, 128, 36}) {  // 36: rows not a multiple of 16 bytes
     PagedBatch batch;
     BuildPagedBatch({40, 90}, 16, 4, head_dim, DType::kBf16, rng, &batch, false, 8);
@@ -208,7 +208,7 @@ TEST(CudaCacheOps, WriteKVMatchesCpu) {
 
 TEST(CudaCacheOps, CopyAndSwapBlocksMatchCpu) {
   SKIP_WITHOUT_DEVICE();
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   const uint64_t bytes_per_block = 16 * 2 * 8 * 128 * 2;
   const int32_t num_blocks = 32;
   std::vector<uint8_t> host(num_blocks * bytes_per_block);

@@ -84,7 +84,7 @@ class PagedAttentionCpuTest : public ::testing::TestWithParam<std::tuple<int32_t
 };
 
 TEST_P(PagedAttentionCpuTest, DecodeMatchesReference) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   const Case cases[] = {{1, 64}, {4, 128}, {8, 256}, {4, 64}, {1, 128}, {8, 128}};
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "ratio " << c.ratio << " head_dim " << c.head_dim);
@@ -97,7 +97,7 @@ TEST_P(PagedAttentionCpuTest, DecodeMatchesReference) {
 }
 
 TEST_P(PagedAttentionCpuTest, DecodeWithSlidingWindow) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (int32_t window : {1, 5, 40, 1000}) {
     SCOPED_TRACE(::testing::Message() << "window " << window);
     PagedBatch batch;
@@ -107,7 +107,7 @@ TEST_P(PagedAttentionCpuTest, DecodeWithSlidingWindow) {
 }
 
 TEST_P(PagedAttentionCpuTest, ExtendMatchesReference) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (int32_t window : {0, 7}) {
     for (int32_t ratio : {1, 4}) {
       SCOPED_TRACE(::testing::Message() << "window " << window << " ratio " << ratio);
@@ -138,7 +138,7 @@ INSTANTIATE_TEST_SUITE_P(BlockSizesAndDtypes, PagedAttentionCpuTest,
                          ParamName);
 
 TEST(PagedAttentionCpu, Fp32QueriesOverHalfKv) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   for (DType kv : {DType::kFp16, DType::kBf16}) {
     PagedBatch batch;
     BuildPagedBatch(RandomLens(rng, 3, 100), 16, 2, 128, kv, rng, &batch);
@@ -147,21 +147,21 @@ TEST(PagedAttentionCpu, Fp32QueriesOverHalfKv) {
 }
 
 TEST(PagedAttentionCpu, CustomScaleAndOddHeadDim) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   PagedBatch batch;
   BuildPagedBatch(RandomLens(rng, 3, 90), 5, 3, 40, DType::kFp32, rng, &batch);
   EXPECT_LT(RunAndCompare(batch, DType::kFp32, 6, nullptr, 0, 0.3f, rng), 1e-5);
 }
 
 TEST(PagedAttentionCpu, LongContextWithMqa) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   PagedBatch batch;
   BuildPagedBatch({1500, 700}, 16, 1, 64, DType::kFp32, rng, &batch);
   EXPECT_LT(RunAndCompare(batch, DType::kFp32, 8, nullptr, 0, 0.0f, rng), 1e-5);
 }
 
 TEST(PagedAttentionCpu, WorkerPoolGivesSameBitsAsTemporaryThreads) {
-  std::mt19937_64 rng(std::random_device{}());
+  PAGEDKV_TEST_RNG(rng);
   PagedBatch batch;
   BuildPagedBatch(RandomLens(rng, 7, 200), 16, 2, 64, DType::kBf16, rng, &batch);
   TypedBuffer q(DType::kBf16, 7 * 8 * 64), out1(DType::kBf16, q.size()),

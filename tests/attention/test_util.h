@@ -12,6 +12,13 @@
 #include "pagedkv/attention/paged_kv_view.h"
 #include "pagedkv/core/types.h"
 
+// Declares `std::mt19937_64 name` seeded from std::random_device and adds the seed to every
+// failure message of the enclosing scope (fresh inputs each run, reproducible from the log).
+#define PAGEDKV_TEST_RNG(name)                                      \
+  const uint64_t name##_seed = std::random_device{}();              \
+  SCOPED_TRACE(::testing::Message() << "rng seed " << name##_seed); \
+  std::mt19937_64 name(name##_seed)
+
 namespace pagedkv::testing {
 
 // A typed host buffer of n elements of `dtype`, 64-byte aligned storage.
