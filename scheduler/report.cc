@@ -229,7 +229,7 @@ std::string CdfChart(std::string id, std::string title, std::string what,
     chart.series.push_back(CdfSeries(l.policy, order.IndexOf(l.policy), v));
   }
   // Latencies under memory pressure span orders of magnitude: a log axis keeps both ends legible.
-  chart.x_log = std::isfinite(lo) && hi / lo >= 50;
+  chart.x_log = std::isfinite(lo) && hi / lo >= 10;
   chart.x_label = absl::StrCat(what, " (s", chart.x_log ? ", log scale" : "", ")");
   chart.y_label = "requests (%)";
   chart.y_min = 0, chart.y_max = 100;

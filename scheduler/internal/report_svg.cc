@@ -103,24 +103,28 @@ struct Point {
   double x, y;
 };
 
-// Keeps each pixel column's first, lowest, highest and last point (in x order).
-std::vector<Point> Thin(const std::vector<Point>& points, double x0, double x1, int columns) {
-  if (points.size() <= static_cast<size_t>(2 * columns) || !(x1 > x0)) return points;
-  std::vector<Point> out;
+// A dense series summarized per column of the plot: the mean point, and the lowest and highest y
+// (at the column's mean x) for the band behind the line.
+struct Binned {
+  std::vector<Point> mean, low, high;
+};
+
+Binned Bin(const std::vector<Point>& points, double x0, double x1, int columns) {
+  Binned out;
+  const auto column = [&](double x) { return static_cast<int>((x - x0) / (x1 - x0) * columns); };
   size_t i = 0;
   while (i < points.size()) {
-    const int col = static_cast<int>((points[i].x - x0) / (x1 - x0) * columns);
+    const int col = column(points[i].x);
+    double sum_x = 0, sum_y = 0, lo = points[i].y, hi = points[i].y;
     size_t j = i;
-    size_t lo = i, hi = i;
-    while (j < points.size() && static_cast<int>((points[j].x - x0) / (x1 - x0) * columns) == col) {
-      if (points[j].y < points[lo].y) lo = j;
-      if (points[j].y > points[hi].y) hi = j;
-      ++j;
+    for (; j < points.size() && column(points[j].x) == col; ++j) {
+      sum_x += points[j].x, sum_y += points[j].y;
+      lo = std::min(lo, points[j].y), hi = std::max(hi, points[j].y);
     }
-    std::vector<size_t> keep = {i, lo, hi, j - 1};
-    std::sort(keep.begin(), keep.end());
-    keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
-    for (size_t k : keep) out.push_back(points[k]);
+    const double n = static_cast<double>(j - i);
+    out.mean.push_back({sum_x / n, sum_y / n});
+    out.low.push_back({sum_x / n, lo});
+    out.high.push_back({sum_x / n, hi});
     i = j;
   }
   return out;
@@ -316,17 +320,42 @@ std::string RenderLineChart(const LineChart& chart) {
                   Coord(plot_bottom), "\"/>\n<text class=\"axis-label\" x=\"",
                   Coord(kLeft + plot_w / 2), "\" y=\"", Coord(plot_bottom + 36),
                   "\" text-anchor=\"middle\">", HtmlEscape(chart.x_label), "</text>\n</g>\n");
-  // Series.
-  out += "<g class=\"series\">\n";
+  // Series. A series with more than two points per 2-pixel column is drawn as its per-column mean
+  // over a light band from the column's lowest to highest value: the trend stays readable and
+  // spikes stay visible.
+  const int columns = static_cast<int>(plot_w / 2);
+  const auto coords_of = [&](const std::vector<Point>& pts, std::string* coords) {
+    coords->reserve(coords->size() + pts.size() * 12);
+    for (const Point& p : pts) absl::StrAppend(coords, Coord(px(p.x)), ",", Coord(py(p.y)), " ");
+  };
+  std::vector<std::vector<Point>> line_points(chart.series.size());
+  std::string bands;
   for (size_t s = 0; s < chart.series.size(); ++s) {
-    if (points[s].empty()) continue;
-    const ChartSeries& series = chart.series[s];
-    std::vector<Point> shown =
-        chart.x_log ? points[s] : Thin(points[s], x_lo, x_hi, static_cast<int>(plot_w));
+    const bool dense = !chart.x_log && points[s].size() > static_cast<size_t>(2 * columns);
+    if (!dense) {
+      line_points[s] = points[s];
+      continue;
+    }
+    Binned binned = Bin(points[s], x_lo, x_hi, columns);
+    line_points[s] = std::move(binned.mean);
+    std::reverse(binned.low.begin(), binned.low.end());
     std::string coords;
-    coords.reserve(shown.size() * 12);
-    for (const Point& p : shown) absl::StrAppend(&coords, Coord(px(p.x)), ",", Coord(py(p.y)), " ");
-    if (!coords.empty()) coords.pop_back();
+    coords_of(binned.high, &coords);
+    coords_of(binned.low, &coords);
+    coords.pop_back();
+    absl::StrAppend(&bands, "<polygon class=\"series-band\" data-series=\"",
+                    HtmlEscape(chart.series[s].name), "\" fill=\"",
+                    SeriesColor(chart.series[s].color_index),
+                    "\" fill-opacity=\"0.18\" stroke=\"none\" points=\"", coords, "\"/>\n");
+  }
+  out += "<g class=\"series\">\n";
+  out += bands;
+  for (size_t s = 0; s < chart.series.size(); ++s) {
+    if (line_points[s].empty()) continue;
+    const ChartSeries& series = chart.series[s];
+    std::string coords;
+    coords_of(line_points[s], &coords);
+    coords.pop_back();
     const std::string dash = SeriesDash(series.color_index);
     absl::StrAppend(
         &out, "<polyline class=\"series-line\" data-series=\"", HtmlEscape(series.name),

@@ -53,8 +53,9 @@ struct LineChart {
 
 // <svg class="chart line-chart" id=...> with a <title>, grid, both axes with tick labels and axis
 // labels, one <polyline class="series-line" data-series=NAME> per non-empty series and a legend.
-// Series longer than ~2 points per pixel column are thinned to each column's first, min, max and
-// last point, which keeps spikes visible.
+// A series with more than two points per 2-pixel column (long timelines) is drawn as the column
+// means, over a <polygon class="series-band"> spanning each column's min..max, so that spikes
+// stay visible.
 std::string RenderLineChart(const LineChart& chart);
 
 struct BarSegment {

@@ -258,7 +258,7 @@ TEST(ReportTest, EmptyPolicyListStillRenders) {
   EXPECT_EQ(Count(html, "<polyline"), 0);
 }
 
-TEST(ReportTest, LongTimelinesAreThinnedButKeepSpikes) {
+TEST(ReportTest, LongTimelinesAreDrawnAsMeansOverAMinMaxBand) {
   const std::string dir = FreshDir("long_timeline");
   WriteText(dir + "/summary.json", "{\"policies\": [{\"policy\": \"paged\"}]}\n");
   std::string csv = "policy,time_s,running,capacity_tokens,used_tokens\n";
@@ -267,13 +267,16 @@ TEST(ReportTest, LongTimelinesAreThinnedButKeepSpikes) {
     csv += "paged," + std::to_string(i * 0.01) + ",1,1000," + (i == 12345 ? "1000" : "500") + "\n";
   }
   WriteText(dir + "/timeline.csv", csv);
-  const std::string html = RenderOrDie(dir);
-  std::vector<std::string> lines = Polylines(Svg(html, "utilization-chart"));
-  ASSERT_EQ(lines.size(), 1u);
-  const int points = Count(lines[0], ",");
-  EXPECT_LE(points, 4 * 664);
-  EXPECT_GE(points, 664);
-  EXPECT_THAT(lines[0], HasSubstr(",36.0"));  // the 100% spike survives thinning
+  const std::string svg = Svg(RenderOrDie(dir), "utilization-chart");
+  std::vector<std::string> points = Polylines(svg);  // the band first, then the line
+  ASSERT_EQ(points.size(), 2u);
+  EXPECT_EQ(Count(svg, "<polygon class=\"series-band\" data-series=\"paged\""), 1);
+  EXPECT_THAT(points[0], HasSubstr(",36.0"));  // the 100% spike is the band's top there
+  // One mean point per 2-pixel column (664 / 2), all near 50% (y = 156) except the spike's column.
+  const int line_points = Count(points[1], ",");
+  EXPECT_LE(line_points, 333);
+  EXPECT_GE(line_points, 300);
+  EXPECT_GE(Count(points[1], ",156.0"), line_points - 1);
 }
 
 TEST(ReportTest, WriteReportWritesNextToTheDataOrToOutPath) {
