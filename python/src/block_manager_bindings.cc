@@ -12,6 +12,7 @@
 #include <pybind11/operators.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +101,29 @@ absl::Span<const BatchEntry> MakeEntries(const InArray<uint64_t>& seq_ids,
     e.num_context_tokens = nc == nullptr ? -1 : (scalar_ctx ? nc[0] : nc[i]);
   }
   return absl::MakeConstSpan(*entries);
+}
+
+// Each build_batch returns a new BatchLayout (its arrays may outlive the call), so its vectors
+// start empty; growing them by doubling cost several reallocations and copies per call. The
+// sizes of the previous call (steps of one engine are alike) size them once instead.
+struct LayoutSizeHint {
+  size_t pages = 0;
+  size_t slots = 0;
+};
+LayoutSizeHint g_layout_hint;  // guarded by the GIL
+
+void ReserveLikeLast(size_t batch_size, BatchLayout* layout) {
+  layout->page_indptr.reserve(batch_size + 1);
+  layout->last_page_len.reserve(batch_size);
+  layout->first_page_token.reserve(batch_size);
+  layout->query_indptr.reserve(batch_size + 1);
+  layout->page_indices.reserve(g_layout_hint.pages + g_layout_hint.pages / 8 + batch_size);
+  layout->slot_mapping.reserve(std::max(g_layout_hint.slots, batch_size));
+}
+
+void RememberSizes(const BatchLayout& layout) {
+  g_layout_hint.pages = layout.page_indices.size();
+  g_layout_hint.slots = layout.slot_mapping.size();
 }
 
 constexpr const char* kBlockManagerDoc =
@@ -524,7 +548,9 @@ void BindBlockManager(py::module_& m) {
             absl::Span<const BatchEntry> entries =
                 MakeEntries(seq_ids, num_new_tokens, num_context_tokens);
             auto layout = std::make_unique<BatchLayout>();
+            ReserveLikeLast(entries.size(), layout.get());
             ThrowIfError(bm.BuildBatch(entries, group, layout.get()));
+            RememberSizes(*layout);
             return layout;
           },
           py::arg("seq_ids"), py::arg("num_new_tokens") = 1,
