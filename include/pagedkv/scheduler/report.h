@@ -22,13 +22,16 @@ struct ReportOptions {
 };
 
 // Reads <dir>/summary.json (required), <dir>/timeline.csv and <dir>/requests.csv (each optional:
-// the plots that need a missing file say so instead), and returns the HTML document.
-// NotFound when summary.json is missing; InvalidArgument naming the file (and line for CSV) when
-// a file is malformed.
+// the plots that need a missing file say so instead), and returns the HTML document. What each
+// plot shows: docs/report.md.
+// NotFound when summary.json is missing; InvalidArgument "file:line: ..." when a file is malformed
+// (CSV columns are matched by header name; required ones are listed in docs/report.md).
 absl::StatusOr<std::string> RenderReport(const std::string& dir, const ReportOptions& options = {});
 
-// RenderReport, then writes the document to options.out_path (default <dir>/report.html).
-// Returns the path written.
+// RenderReport, then writes the document to options.out_path (default <dir>/report.html),
+// creating its parent directories; written under a temporary name and renamed, so a failure never
+// leaves half a file. Returns the path written; RenderReport's errors, or FailedPrecondition when
+// the file cannot be written.
 absl::StatusOr<std::string> WriteReport(const std::string& dir, const ReportOptions& options = {});
 
 }  // namespace pagedkv
