@@ -143,6 +143,9 @@ class Runner {
         GatherRows(block, w.kv_head, off, seg, n, s);
         n += seg;
       }
+      // Pages are scattered, so the hardware prefetcher cannot guess the next one: ask for the
+      // next tile's K and V rows now, while this tile is being computed.
+      Prefetch(w.seq, w.kv_head, t0 + n, std::min(range_hi, t0 + n + kTileTokens - 1));
       kernels_.attend_tile(s.q.data(), rows, s.ranges.data(), t0, n, s.krows.data(), s.vrows.data(),
                            d, s.m.data(), s.l.data(), s.acc.data(), s.scores.data());
       t0 += n;
@@ -159,6 +162,25 @@ class Runner {
   }
 
  private:
+  // Prefetches the K and V rows of tokens [t_begin, t_end] (one page segment at a time).
+  void Prefetch(int32_t seq, int32_t kv_head, int32_t t_begin, int32_t t_end) const {
+    const auto* base = static_cast<const char*>(v_.pool);
+    const int64_t elem = static_cast<int64_t>(DTypeSize(v_.dtype));
+    for (int32_t t = t_begin; t <= t_end;) {
+      const int32_t block = v_.BlockOf(seq, t);
+      const int32_t off = t % v_.block_size;
+      const int32_t seg = std::min(v_.block_size - off, t_end - t + 1);
+      const int64_t bytes = int64_t{seg} * v_.head_dim * elem;
+      const char* k = base + v_.KOffset(block, kv_head, off) * elem;
+      const char* v = base + v_.VOffset(block, kv_head, off) * elem;
+      for (int64_t i = 0; i < bytes; i += 64) {
+        __builtin_prefetch(k + i);
+        __builtin_prefetch(v + i);
+      }
+      t += seg;
+    }
+  }
+
   void GatherRows(int32_t block, int32_t kv_head, int32_t off, int32_t seg, int32_t n,
                   Scratch& s) const {
     const int32_t d = v_.head_dim;

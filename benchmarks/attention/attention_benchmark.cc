@@ -3,6 +3,9 @@
 // read (counter `kv_GBps`); plus this machine's memory read bandwidth (BM_MemoryRead) to judge
 // them by. Shape: 32 query / 8 KV heads, head dim 128, fp16 KV (one layer of a Llama-3-8B).
 //
+// The CPU column is the whole process's CPU time (all worker threads): on a shared machine
+// kv bytes / CPU time is the load-independent figure (GB per core-second).
+//
 //   attention_benchmark                                  # small default sweep (CI smoke run)
 //   PAGEDKV_ATTN_BENCH_FULL=1 attention_benchmark        # batch 1..64 x context 512..16k
 #include <algorithm>
@@ -118,7 +121,10 @@ void RegisterAll() {
   std::vector<int64_t> contexts =
       full ? std::vector<int64_t>{512, 2048, 4096, 16384} : std::vector<int64_t>{512, 2048};
   auto* decode = benchmark::RegisterBenchmark("BM_CpuDecode", BM_CpuDecode);
-  decode->ArgNames({"batch", "context", "paged"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+  decode->ArgNames({"batch", "context", "paged"})
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime();
   for (int64_t b : batches) {
     for (int64_t c : contexts) {
       // Bound the pool at 1 GiB of KV (64 x 16k tokens would be 4 GiB in one layer).
