@@ -319,6 +319,12 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                                                    AbslView(std::string(r.status().message())))),
                          kExitFailure);
     }
+    if (r->summary.requests_rejected > 0) {
+      ctx.err << absl::StrFormat(
+          "%s: policy %s rejected %d requests that can never fit in %d tokens of KV memory "
+          "(raise --kv-budget or --gpu-mem)\n",
+          kCommand, name, r->summary.requests_rejected, r->summary.capacity_tokens);
+    }
     results.push_back(*std::move(r));
   }
 
