@@ -11,10 +11,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
 
 #include "benchmark/benchmark.h"
 #include "pagedkv/attention/cpu_worker_pool.h"
@@ -30,10 +33,25 @@ CpuWorkerPool& Pool() {
   return pool;
 }
 
+// The pool as the allocator's host tier makes it: 2 MiB aligned with transparent huge pages
+// requested, so TLB misses do not dominate the random page order.
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+std::unique_ptr<uint16_t[], FreeDeleter> AllocPool(size_t elems) {
+  constexpr size_t kHuge = size_t(2) << 20;
+  const size_t bytes = (elems * sizeof(uint16_t) + kHuge - 1) / kHuge * kHuge;
+  void* p = std::aligned_alloc(kHuge, bytes);
+  if (p == nullptr) std::abort();
+  madvise(p, bytes, MADV_HUGEPAGE);
+  return std::unique_ptr<uint16_t[], FreeDeleter>(static_cast<uint16_t*>(p));
+}
+
 // Finite fp16 bit patterns in (-2, 2), cheap enough to fill hundreds of MiB.
-void FillFp16(std::vector<uint16_t>& v, uint64_t seed) {
+void FillFp16(uint16_t* v, size_t n, uint64_t seed) {
   uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-  for (uint16_t& e : v) {
+  for (size_t i = 0; i < n; ++i) {
+    uint16_t& e = v[i];
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
@@ -51,21 +69,22 @@ void BM_CpuDecode(benchmark::State& state) {
   const int32_t num_blocks = batch * pages_per_seq;
   PagedKVView view = PagedKVView::ForLayer(nullptr, DType::kFp16, num_blocks, 1, 0, kKvHeads,
                                            kHeadDim, block_size);
-  std::vector<uint16_t> pool(size_t(view.block_stride_elems) * num_blocks);
-  FillFp16(pool, 1);
+  const size_t pool_elems = size_t(view.block_stride_elems) * num_blocks;
+  std::unique_ptr<uint16_t[], FreeDeleter> pool = AllocPool(pool_elems);
+  FillFp16(pool.get(), pool_elems, 1);
   std::vector<int32_t> indptr(batch + 1), indices(num_blocks), last(batch);
   std::iota(indices.begin(), indices.end(), 0);
   if (paged) std::shuffle(indices.begin(), indices.end(), std::mt19937_64(7));
   for (int32_t b = 0; b <= batch; ++b) indptr[b] = b * pages_per_seq;
   for (int32_t b = 0; b < batch; ++b) last[b] = context - (pages_per_seq - 1) * block_size;
-  view.pool = pool.data();
+  view.pool = pool.get();
   view.batch_size = batch;
   view.page_indptr = indptr.data();
   view.page_indices = indices.data();
   view.last_page_len = last.data();
 
   std::vector<uint16_t> q(size_t(batch) * kQHeads * kHeadDim), out(q.size());
-  FillFp16(q, 2);
+  FillFp16(q.data(), q.size(), 2);
   const QueryBatch qb{q.data(), out.data(), DType::kFp16, kQHeads, batch, nullptr};
   AttentionOptions opts;
   opts.backend = Backend::kCpu;
