@@ -12,6 +12,10 @@ extension are absent (``pagedkv.bound_areas`` lists those present).
     layout = bm.build_batch([1], num_new_tokens=3)       # CSR page table + slot_mapping
     cache = bm.kv_cache(group=0)                         # NumPy view of the pool memory
 
+With the scheduler area built, pagedkv.Scheduler drives a KvCachePolicy
+(pagedkv.make_kv_cache_policy) and pagedkv.simulate replays workloads; see
+examples/python_engine.py and docs/python.md.
+
 Errors: a failed call raises ValueError (invalid argument), KeyError (unknown sequence or
 name), pagedkv.OutOfBlocks (a MemoryError: not enough free blocks) or RuntimeError (anything
 else, e.g. a sequence in the wrong state), with the library's message; the state is unchanged.
