@@ -100,6 +100,30 @@ struct BlockManager::Impl {
   ModelSpec spec;
   CacheConfig config;
   int32_t bs = 16;
+  // Power-of-two block sizes split a token position with a shift and a mask (the decode path does
+  // this per sequence; an integer division costs several times more).
+  int32_t bs_shift = -1;  // log2(bs) when bs is a power of two, else -1
+  int32_t bs_mask = 0;
+
+  // page = pos / bs, offset = pos % bs.
+  void SplitPos(int64_t pos, int32_t* page, int32_t* off) const {
+    if (bs_shift >= 0) {
+      *page = static_cast<int32_t>(pos >> bs_shift);
+      *off = static_cast<int32_t>(pos & bs_mask);
+    } else {
+      *page = static_cast<int32_t>(pos / bs);
+      *off = static_cast<int32_t>(pos - static_cast<int64_t>(*page) * bs);
+    }
+  }
+  // Pages a table of len tokens gains when n more are appended.
+  int32_t NewPages(int32_t len, int32_t n) const {
+    int32_t page, off;
+    SplitPos(len, &page, &off);
+    if (n == 1) return off == 0 ? 1 : 0;  // the decode step
+    int32_t end_page, end_off;
+    SplitPos(static_cast<int64_t>(len) + n, &end_page, &end_off);
+    return (end_page + (end_off != 0)) - (page + (off != 0));
+  }
   bool prefix_caching = false;
   bool host_tier = false;
   int32_t cross_group = -1;
@@ -256,9 +280,8 @@ struct BlockManager::Impl {
     if (!G.hashed) return;
     PoolState& pool = G.gpu;
     for (size_t i = 0; i < tokens.size(); ++i) {
-      const int32_t pos = start + static_cast<int32_t>(i);
-      const int32_t page = pos / bs;
-      const int32_t off = pos - page * bs;
+      int32_t page, off;
+      SplitPos(static_cast<int64_t>(start) + static_cast<int64_t>(i), &page, &off);
       const BlockId b = t.blocks_[page];
       pool.tokens[static_cast<size_t>(b) * bs + off] = tokens[i];
       if (off == bs - 1) HashFullPage(G, rec, t, page);
@@ -335,8 +358,10 @@ struct BlockManager::Impl {
     for (int32_t k = t.first_live_page_; k < release_to && k < t.num_pages(); ++k) {
       if (G.gpu.alloc->ref_count(t.blocks_[k]) == 1) ++*freed;
     }
-    if (len % bs != 0 && G.gpu.table_refs(t.blocks_[len / bs]) > 1) ++*need;
-    *need += CeilDiv(static_cast<int64_t>(len) + n, bs) - CeilDiv(len, bs);
+    int32_t page, off;
+    SplitPos(len, &page, &off);
+    if (off != 0 && G.gpu.table_refs(t.blocks_[page]) > 1) ++*need;
+    *need += NewPages(len, n);
   }
 
   void ReleaseWindow(GroupState& G, const SeqRecord& rec, BlockTable& t) {
@@ -358,8 +383,9 @@ struct BlockManager::Impl {
     const int32_t n = static_cast<int32_t>(tokens.size());
     if (n == 0) return;
     const int32_t len = t.num_tokens_;
-    if (len % bs != 0) {
-      const int32_t page = len / bs;
+    int32_t page, off;
+    SplitPos(len, &page, &off);
+    if (off != 0) {
       const BlockId last = t.blocks_[page];
       if (G.gpu.table_refs(last) > 1) {
         BlockId copy;
@@ -375,7 +401,7 @@ struct BlockManager::Impl {
         PAGEDKV_CHECK_MSG(s.ok(), "unhash of a hashed in-use block");
       }
     }
-    const int32_t new_pages = CeilDiv(static_cast<int64_t>(len) + n, bs) - CeilDiv(len, bs);
+    const int32_t new_pages = NewPages(len, n);
     if (new_pages > 0) {
       const size_t old = t.blocks_.size();
       t.blocks_.resize(old + new_pages);
@@ -431,6 +457,10 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
   impl->config = config;
   const int32_t bs = config.block_size_tokens;
   impl->bs = bs;
+  if ((bs & (bs - 1)) == 0) {
+    impl->bs_shift = __builtin_ctz(static_cast<unsigned>(bs));
+    impl->bs_mask = bs - 1;
+  }
   const std::vector<KvGroup> kv_groups = spec.Groups();
   if (kv_groups.empty()) {
     return absl::InvalidArgumentError(
