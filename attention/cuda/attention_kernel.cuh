@@ -225,17 +225,22 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < kVec; ++i) acc[g][i] *= alpha;
     }
-    for (int j = token_lane; j < n; j += kTokensPerPass) {
-      const int32_t t = t0 + j;
-      const uint4 raw = *reinterpret_cast<const uint4*>(
-          pool + v.VOffset(v.BlockOf(seq, t), kv_head, t % v.block_size) + lane_in_token * kVec);
-      float val[kVec];
-      Unpack8<T>(raw, val);
+    // Constant trip count (guarded) so that the loads of the whole tile are issued together.
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        const float pr = s_p[g][j];
+    for (int it = 0; it < kTileTokens / kTokensPerPass; ++it) {
+      const int j = it * kTokensPerPass + token_lane;
+      if (j < n) {
+        const int32_t t = t0 + j;
+        const uint4 raw = *reinterpret_cast<const uint4*>(
+            pool + v.VOffset(v.BlockOf(seq, t), kv_head, t % v.block_size) + lane_in_token * kVec);
+        float val[kVec];
+        Unpack8<T>(raw, val);
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) acc[g][i] += pr * val[i];
+        for (int g = 0; g < kMaxGroup; ++g) {
+          const float pr = s_p[g][j];
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) acc[g][i] += pr * val[i];
+        }
       }
     }
     __syncthreads();  // s_p is rewritten by the next tile
