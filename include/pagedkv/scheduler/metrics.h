@@ -2,7 +2,7 @@
 // (summary.json), the sampled memory timeline (timeline.csv) and per-request latencies
 // (requests.csv). Column and key names are the contract with the report writer (report.h).
 //
-//   MetricsCollector m(/*max_timeline_rows=*/2000);
+//   MetricsCollector m(/*max_timeline_rows=*/1000);
 //   m.AddStep(row, /*step_seconds=*/0.02);  ...  PolicySummary s = m.Summarize(...);
 //   PAGEDKV_RETURN_IF_ERROR(WriteSimulationOutputs("results/", info, results));
 #ifndef PAGEDKV_SCHEDULER_METRICS_H_
@@ -87,7 +87,7 @@ struct PolicySummary {
 // 2 * max_rows rows (every stride-th step, the stride doubling as the run grows).
 class MetricsCollector {
  public:
-  explicit MetricsCollector(int64_t max_timeline_rows = 2000) : max_rows_(max_timeline_rows) {}
+  explicit MetricsCollector(int64_t max_timeline_rows = 1000) : max_rows_(max_timeline_rows) {}
   void AddStep(const TimelineRow& row, int64_t batch_seqs, double step_seconds);
   // Fills the step-derived fields of `s` (means, maxima, num_steps).
   void FillSummary(PolicySummary& s) const;

@@ -42,8 +42,8 @@ struct SimulatorConfig {
   int32_t max_new_tokens = 0;
   double watermark = 0.01;
   bool enable_prefix_caching = true;
-  uint64_t seed = 1;  // beam choices
-  int64_t max_timeline_rows = 2000;
+  uint64_t seed = 1;                 // beam choices
+  int64_t max_timeline_rows = 1000;  // timeline.csv keeps between this and twice this
   // Called now and then with the fraction of requests finished (0..1); may be empty.
   std::function<void(double)> progress;
 };
