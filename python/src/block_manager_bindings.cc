@@ -291,7 +291,18 @@ void BindBlockManager(py::module_& m) {
       .def("swap_in_bytes", &CacheOps::swap_in_bytes)
       .def("copy_bytes", &CacheOps::copy_bytes)
       .def("total_bytes", &CacheOps::total_bytes)
-      .def("__bool__", [](const CacheOps& ops) { return !ops.empty(); });
+      .def("__bool__", [](const CacheOps& ops) { return !ops.empty(); })
+      .def("__repr__", [](const CacheOps& ops) {
+        size_t out = 0, in = 0, copies = 0;
+        for (const GroupCacheOps& g : ops.groups) {
+          out += g.swap_out.size();
+          in += g.swap_in.size();
+          copies += g.copies.size();
+        }
+        return "CacheOps(groups=" + std::to_string(ops.groups.size()) +
+               ", swap_out=" + std::to_string(out) + ", swap_in=" + std::to_string(in) +
+               ", copies=" + std::to_string(copies) + ")";
+      });
 
   // ---- BatchLayout ------------------------------------------------------------------------------
   py::class_<BatchLayout>(m, "BatchLayout",
@@ -304,6 +315,14 @@ void BindBlockManager(py::module_& m) {
       .def_property_readonly("batch_size", &BatchLayout::batch_size)
       .def_property_readonly("num_pages", &BatchLayout::num_pages)
       .def_property_readonly("num_new_tokens", &BatchLayout::num_new_tokens)
+      .def("__repr__",
+           [](const BatchLayout& l) {
+             return "BatchLayout(group=" + std::to_string(l.group) +
+                    ", block_size=" + std::to_string(l.block_size) +
+                    ", batch_size=" + std::to_string(l.batch_size()) +
+                    ", num_pages=" + std::to_string(l.num_pages()) +
+                    ", num_new_tokens=" + std::to_string(l.num_new_tokens()) + ")";
+           })
       .def_property_readonly(
           "page_indptr",
           [](py::object self) {
