@@ -16,5 +16,5 @@ mkdir -p "$build/corpus" "$build/artifacts"
 fuzzer="$(find "$build" -name block_manager_fuzzer -type f -perm -u+x | head -1)"
 echo "fuzzing $fuzzer for ${seconds}s"
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  "$fuzzer" -max_total_time="$seconds" -max_len=4096 -timeout=30 -print_final_stats=1 \
+  "$fuzzer" -max_total_time="$seconds" -max_len=4096 -len_control=20 -timeout=30 -print_final_stats=1 \
   -artifact_prefix="$build/artifacts/" "$build/corpus"

@@ -29,7 +29,9 @@
 // are all `full`: a sliding group drops pages, so its pages cannot serve a later prompt): every
 // full page of a full-attention group is hashed as a chain, hash(page k) = H128(hash(page k-1),
 // its token ids, the sequence's extra_key). A hit is confirmed against the token ids stored with
-// the page, so even a 128-bit collision cannot hand a sequence another's data. A hit is never
+// the page, so a page whose own tokens differ is never handed out however hashes collide; the
+// page's prefix is identified by the 128-bit parent hash in the chain (a wrong prefix would need
+// a 128-bit collision; docs/block_manager.md). A hit is never
 // the page holding the prompt's last token (that token must be computed to produce logits), so
 // at most (prompt_len - 1) / block_size pages hit. Pages are hashed when they fill (their token
 // ids are known then); the engine writes their K/V in the step that computes them, so a sequence

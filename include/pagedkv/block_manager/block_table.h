@@ -2,7 +2,7 @@
 // BlockManager (one per sequence and group); read-only for everyone else.
 //
 //   PAGEDKV_ASSIGN_OR_RETURN(const BlockTable* t, manager->GetBlockTable(seq, /*group=*/0));
-//   int64_t slot = t->Slot(t->num_tokens() - 1);  // where the newest token's K/V lives
+//   int64_t slot = t->Slot(t->num_tokens() - 1, manager->block_size());  // newest token's K/V
 //
 // States (predicates), moved by the BlockManager:
 //   empty       num_tokens == 0 && blocks empty
