@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "attention/cuda/kernels.h"
 #include "gtest/gtest.h"
 #include "pagedkv/attention/cache_ops.h"
 #include "pagedkv/attention/paged_attention.h"
@@ -248,6 +249,21 @@ TEST(CudaCacheOps, CopyAndSwapBlocksMatchCpu) {
                            bytes_per_block));
   cudaStreamDestroy(stream);
   cudaFreeHost(pinned);
+}
+
+// The split-KV policy is host code: it runs without a device.
+TEST(CudaSplitPolicy, FillsTheSmsWithoutTinySplits) {
+  using attention_cuda::ChooseNumSplits;
+  // Batch 1 x 8 KV heads on 132 SMs: about two waves of blocks.
+  EXPECT_EQ(ChooseNumSplits(8, 32768, 132), 33);
+  // Enough blocks already: no split.
+  EXPECT_EQ(ChooseNumSplits(2048, 32768, 132), 1);
+  // Short context: at least 256 tokens per split.
+  EXPECT_EQ(ChooseNumSplits(8, 300, 132), 2);
+  EXPECT_EQ(ChooseNumSplits(8, 256, 132), 1);
+  // Unknown length (hint 0): one split; never more than 64.
+  EXPECT_EQ(ChooseNumSplits(8, 0, 132), 1);
+  EXPECT_EQ(ChooseNumSplits(1, 1 << 20, 132), 64);
 }
 
 TEST(CudaBackend, AutoOnHostMemoryRunsOnCpu) {
