@@ -431,6 +431,25 @@ TEST_P(BlockSizeTest, SwapBadInputsLeaveStateUnchanged) {
   EXPECT_TRUE(bm->SwapOut(1).ok());
 }
 
+TEST_P(BlockSizeTest, SwapOutRefusesACopyWhoseSourceAwaitsSwapIn) {
+  // swap_out runs before swap_in within a step: a page copied (CoW) from a block that is still
+  // waiting for its swap-in would be read before it is filled, so SwapOut must refuse it.
+  if (bs() == 1) GTEST_SKIP() << "block size 1 has no partial pages to copy";
+  auto bm = Make(Spec({LayerSpec::Full()}), Config(bs(), 16, 16, false));
+  ASSERT_TRUE(bm->AddSequence(1, Tokens(bs() + 1)).ok());
+  ASSERT_TRUE(bm->SwapOut(1).ok());
+  (void)bm->TakeCacheOps();
+  ASSERT_TRUE(bm->SwapIn(1).ok());  // pending: host -> GPU
+  ASSERT_TRUE(bm->Fork(1, 2).ok());
+  ASSERT_TRUE(bm->AppendTokens(2, {9}).ok());  // pending copy whose source awaits the swap-in
+  ExpectFailsUnchanged(*bm, StatusCode::kFailedPrecondition, [&] { return bm->SwapOut(2); });
+  const CacheOps ops = bm->TakeCacheOps();
+  ASSERT_EQ(ops.groups[0].copies.size(), 1u);
+  EXPECT_EQ(ops.groups[0].copies[0].src, ops.groups[0].swap_in.back().dst);
+  EXPECT_TRUE(bm->SwapOut(2).ok());  // fine once the ops were taken
+  EXPECT_TRUE(bm->CheckInvariants().ok());
+}
+
 TEST_P(BlockSizeTest, BuildBatchFillsCsrAndSlotMapping) {
   auto bm = Make(Spec({LayerSpec::Full()}), Config(bs(), 256, 0, false));
   const int32_t lens[3] = {2 * bs() + 1, 1, 3 * bs()};
