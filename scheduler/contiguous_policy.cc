@@ -77,7 +77,9 @@ class ContiguousPolicy final : public KvCachePolicy {
     const int64_t final_tokens = std::max<int64_t>(
         static_cast<int64_t>(request.prompt_tokens) + std::max(request.output_tokens, 1) - 1,
         request.stored_tokens);
-    check.ever_fits = std::max(each, final_tokens) * n <= extents_.capacity();
+    // A server rejects sequences longer than max_model_len.
+    check.ever_fits = final_tokens <= config_.max_model_len &&
+                      std::max(each, final_tokens) * n <= extents_.capacity();
     if (!check.ever_fits) return check;
     if (n == 1) {
       check.fits = extents_.CanAllocate(each);

@@ -44,7 +44,10 @@ class PagedPolicy final : public KvCachePolicy {
 
   AdmitCheck CanAdmit(const AdmitRequest& request, absl::Span<const TokenId> tokens) override {
     AdmitCheck check;
-    check.ever_fits = PeakBlocks(request) <= num_blocks_;
+    // A server rejects sequences longer than max_model_len.
+    const int64_t final_tokens =
+        static_cast<int64_t>(request.prompt_tokens) + std::max(request.output_tokens, 1) - 1;
+    check.ever_fits = final_tokens <= config_.max_model_len && PeakBlocks(request) <= num_blocks_;
     if (!check.ever_fits) return check;
     const AdmitInfo info = bm_->CanAdmit(tokens);
     check.fits = info.can_admit;

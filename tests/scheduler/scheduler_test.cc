@@ -37,7 +37,7 @@ PolicyConfig Config(PolicyKind kind, int64_t capacity_tokens, int32_t block_size
   c.model = TinyModel();
   c.block_size_tokens = block_size;
   c.capacity_tokens = capacity_tokens;
-  c.max_model_len = 256;
+  c.max_model_len = 1024;
   c.max_new_tokens = 64;
   c.watermark = 0.0;
   c.enable_prefix_caching = false;

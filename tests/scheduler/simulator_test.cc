@@ -184,6 +184,19 @@ TEST(SimulatorTest, PrefixHitRateFromSharedHashes) {
   EXPECT_EQ(RunSim(w, c).summary.prefix_hit_rate, 0.0);
 }
 
+// Requests longer than max_model_len are rejected by every policy.
+TEST(SimulatorTest, RejectsLongerThanMaxModelLen) {
+  Workload w;
+  w.name = "long";
+  w.requests = {Req(0, 0, 30, 5), Req(1, 0, 8, 2)};  // 34 tokens > 32
+  for (PolicyKind kind :
+       {PolicyKind::kPaged, PolicyKind::kContiguousMax, PolicyKind::kOrcaOracle}) {
+    const PolicyRunResult r = RunSim(w, Config(kind, 256, 32));
+    EXPECT_EQ(r.summary.requests_rejected, 1) << PolicyKindName(kind);
+    EXPECT_EQ(r.summary.requests_completed, 1) << PolicyKindName(kind);
+  }
+}
+
 // Requests larger than the whole memory are rejected, the rest complete.
 TEST(SimulatorTest, RejectsWhatNeverFits) {
   Workload w;

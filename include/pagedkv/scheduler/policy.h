@@ -67,7 +67,7 @@ struct AdmitRequest {
 
 struct AdmitCheck {
   bool fits = false;          // can be admitted now
-  bool ever_fits = true;      // false: larger than the whole memory (reject the request)
+  bool ever_fits = true;      // false: longer than max_model_len or than the memory (reject)
   int32_t cached_tokens = 0;  // leading prompt tokens found in the prefix cache (paged)
 };
 
