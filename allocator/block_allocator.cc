@@ -40,10 +40,31 @@ struct BlockAllocator::Impl {
   using List = boost::intrusive::list<
       Block, boost::intrusive::member_hook<Block, decltype(Block::hook), &Block::hook>,
       boost::intrusive::constant_time_size<true>>;
+  // The free list keeps its length in `num_free` instead: a bulk release links its blocks into
+  // one chain in registers and splices it in with four pointer writes, which a list that counts
+  // its own size cannot do without a size update per element.
+  using FreeList = boost::intrusive::list<
+      Block, boost::intrusive::member_hook<Block, decltype(Block::hook), &Block::hook>,
+      boost::intrusive::constant_time_size<false>>;
+  using NodeTraits = FreeList::node_traits;
+  using NodePtr = NodeTraits::node_ptr;
 
   explicit Impl(uint32_t n) : blocks(new Block[n]) {
     // Ascending ids, so a fresh allocator hands out 0, 1, 2, ...
     for (uint32_t i = 0; i < n; ++i) free_list.push_back(blocks[i]);
+    num_free = n;
+  }
+
+  // Puts the chain first..last (linked through their hooks, first's prev and last's next unset)
+  // at the front of the free list.
+  void PrependToFreeList(NodePtr first, NodePtr last, uint32_t count) {
+    const NodePtr header = free_list.end().pointed_node();
+    const NodePtr old_first = NodeTraits::get_next(header);
+    NodeTraits::set_next(header, first);
+    NodeTraits::set_previous(first, header);
+    NodeTraits::set_next(last, old_first);
+    NodeTraits::set_previous(old_first, last);
+    num_free += count;
   }
 
   static std::string_view StateName(State s) {
@@ -62,8 +83,9 @@ struct BlockAllocator::Impl {
 
   // Declared before the lists so the lists are destroyed first.
   std::unique_ptr<Block[]> blocks;
-  List free_list;  // state kFree; allocation takes the front, release pushes the front (warm)
-  List lru;        // state kCached; front = least recently used (evicted first)
+  FreeList free_list;  // state kFree; allocation takes the front, release pushes the front (warm)
+  uint32_t num_free = 0;  // length of free_list
+  List lru;               // state kCached; front = least recently used (evicted first)
   absl::flat_hash_map<BlockHash, BlockId> index;  // exactly the hashed blocks
 
   uint32_t peak_in_use = 0;
@@ -136,13 +158,13 @@ BlockAllocator::BlockAllocator(std::unique_ptr<MemoryPool> pool, std::unique_ptr
 
 BlockAllocator::~BlockAllocator() = default;
 
-uint32_t BlockAllocator::num_free() const { return static_cast<uint32_t>(impl_->free_list.size()); }
+uint32_t BlockAllocator::num_free() const { return impl_->num_free; }
 uint32_t BlockAllocator::num_cached() const { return static_cast<uint32_t>(impl_->lru.size()); }
 
 absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
   Impl& s = *impl_;
   const size_t needed = out.size();
-  const size_t num_free = s.free_list.size();
+  const size_t num_free = s.num_free;
   const size_t num_cached = s.lru.size();
   if (__builtin_expect(needed > num_free + num_cached, 0)) {
     return absl::ResourceExhaustedError(absl::StrCat(
@@ -155,7 +177,7 @@ absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
   const size_t from_free = needed < num_free ? needed : num_free;
   // Walk the first `from_free` nodes, then unlink them as one range: one pointer update
   // instead of one per block (normal_link hooks are not touched by a range erase).
-  Impl::List::iterator it = s.free_list.begin();
+  Impl::FreeList::iterator it = s.free_list.begin();
   for (; i < from_free; ++i) {
     Impl::Block& b = *it;
     ++it;
@@ -163,7 +185,8 @@ absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
     b.state = Impl::State::kInUse;
     out[i] = s.IdOf(b);
   }
-  s.free_list.erase(s.free_list.begin(), it, from_free);
+  s.free_list.erase(s.free_list.begin(), it);
+  s.num_free -= static_cast<uint32_t>(from_free);
   // Then evict cached blocks, least recently used first.
   for (; i < needed; ++i) {
     Impl::Block& b = s.lru.front();
@@ -180,10 +203,10 @@ absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
     out[i] = id;
   }
   s.allocations += needed;
-  const uint32_t in_use = num_blocks_ - static_cast<uint32_t>(s.free_list.size() + s.lru.size());
+  const uint32_t in_use = num_blocks_ - static_cast<uint32_t>(s.num_free + s.lru.size());
   if (in_use > s.peak_in_use) s.peak_in_use = in_use;
   PAGEDKV_LOG_TRACE("allocate n={} blocks=[{}] evicted={} free={} cached={} in_use={}", needed,
-                    fmt::join(out.begin(), out.end(), ","), needed - from_free, s.free_list.size(),
+                    fmt::join(out.begin(), out.end(), ","), needed - from_free, s.num_free,
                     s.lru.size(), in_use);
   return absl::OkStatus();
 }
@@ -220,10 +243,11 @@ absl::Status BlockAllocator::Release(BlockId id, EvictionPriority priority) {
     } else {
       b.state = Impl::State::kFree;
       s.free_list.push_front(b);
+      ++s.num_free;
     }
   }
   PAGEDKV_LOG_TRACE("release block={} ref={} state={} free={} cached={}", id, b.ref,
-                    Impl::StateName(b.state), s.free_list.size(), s.lru.size());
+                    Impl::StateName(b.state), s.num_free, s.lru.size());
   return absl::OkStatus();
 }
 
@@ -255,6 +279,11 @@ absl::Status BlockAllocator::Release(absl::Span<const BlockId> ids, EvictionPrio
     --s.blocks[id].ref;
   }
   // Pass 2: blocks whose last reference went move to their list (once, even when named twice).
+  // Freed blocks are chained in registers (the last named ends up first, as with push_front)
+  // and spliced in once.
+  Impl::NodePtr chain_first = nullptr;
+  Impl::NodePtr chain_last = nullptr;
+  uint32_t chain_length = 0;
   for (const BlockId id : ids) {
     Impl::Block& b = s.blocks[id];
     if (b.ref != 0 || b.state != Impl::State::kInUse) continue;
@@ -267,12 +296,21 @@ absl::Status BlockAllocator::Release(absl::Span<const BlockId> ids, EvictionPrio
       }
     } else {
       b.state = Impl::State::kFree;
-      s.free_list.push_front(b);
+      const Impl::NodePtr node = Impl::FreeList::value_traits::to_node_ptr(b);
+      if (chain_first == nullptr) {
+        chain_last = node;
+      } else {
+        Impl::NodeTraits::set_next(node, chain_first);
+        Impl::NodeTraits::set_previous(chain_first, node);
+      }
+      chain_first = node;
+      ++chain_length;
     }
   }
+  if (chain_first != nullptr) s.PrependToFreeList(chain_first, chain_last, chain_length);
   s.releases += ids.size();
   PAGEDKV_LOG_TRACE("release n={} blocks=[{}] free={} cached={}", ids.size(),
-                    fmt::join(ids.begin(), ids.end(), ","), s.free_list.size(), s.lru.size());
+                    fmt::join(ids.begin(), ids.end(), ","), s.num_free, s.lru.size());
   return absl::OkStatus();
 }
 
@@ -296,8 +334,7 @@ absl::Status BlockAllocator::AddRef(BlockId id) {
       s.lru.erase(s.lru.iterator_to(b));
       b.ref = 1;
       b.state = Impl::State::kInUse;
-      const uint32_t in_use =
-          num_blocks_ - static_cast<uint32_t>(s.free_list.size() + s.lru.size());
+      const uint32_t in_use = num_blocks_ - static_cast<uint32_t>(s.num_free + s.lru.size());
       if (in_use > s.peak_in_use) s.peak_in_use = in_use;
       break;
     }
@@ -440,7 +477,7 @@ absl::Status BlockAllocator::CheckInvariants() const {
   };
   // 0 = on no list, 1 = seen on the free list, 2 = seen on the LRU.
   std::vector<uint8_t> seen(num_blocks_, 0);
-  auto walk = [&](const Impl::List& list, Impl::State want, uint8_t mark,
+  auto walk = [&](const auto& list, size_t expected_size, Impl::State want, uint8_t mark,
                   const char* list_name) -> absl::Status {
     size_t walked = 0;
     for (const Impl::Block& b : list) {
@@ -459,13 +496,16 @@ absl::Status BlockAllocator::CheckInvariants() const {
                     AbslView(Impl::StateName(b.state)));
       }
     }
-    if (walked != list.size()) {
-      return fail(list_name, " list size() is ", list.size(), " but ", walked, " entries walked");
+    if (walked != expected_size) {
+      return fail(list_name, " list length is recorded as ", expected_size, " but ", walked,
+                  " entries walked");
     }
     return absl::OkStatus();
   };
-  if (absl::Status st = walk(s.free_list, Impl::State::kFree, 1, "free"); !st.ok()) return st;
-  if (absl::Status st = walk(s.lru, Impl::State::kCached, 2, "lru"); !st.ok()) return st;
+  if (absl::Status st = walk(s.free_list, s.num_free, Impl::State::kFree, 1, "free"); !st.ok())
+    return st;
+  if (absl::Status st = walk(s.lru, s.lru.size(), Impl::State::kCached, 2, "lru"); !st.ok())
+    return st;
 
   uint32_t num_free = 0, num_cached = 0, num_in_use = 0, num_hashed = 0;
   for (BlockId id = 0; id < num_blocks_; ++id) {
@@ -511,9 +551,9 @@ absl::Status BlockAllocator::CheckInvariants() const {
     return fail("free ", num_free, " + cached ", num_cached, " + in use ", num_in_use,
                 " != num_blocks ", num_blocks_);
   }
-  if (num_free != s.free_list.size() || num_cached != s.lru.size()) {
+  if (num_free != s.num_free || num_cached != s.lru.size()) {
     return fail("state counts (free ", num_free, ", cached ", num_cached,
-                ") differ from list sizes (", s.free_list.size(), ", ", s.lru.size(), ")");
+                ") differ from list sizes (", s.num_free, ", ", s.lru.size(), ")");
   }
   if (s.peak_in_use < num_in_use || s.peak_in_use > num_blocks_) {
     return fail("peak_in_use ", s.peak_in_use, " is not within [in use ", num_in_use,
