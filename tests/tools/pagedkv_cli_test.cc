@@ -13,56 +13,20 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "pagedkv/core/model_spec.h"
+#include "tests/tools/cli_runner.h"
 
 namespace {
+
+using RunResult = pagedkv::testing::CliResult;
+using pagedkv::testing::ReadWholeFile;
 
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string quoted = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
-    }
-  }
-  return quoted + "'";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 // `env_prefix` is put before the binary, e.g. "PAGEDKV_LOG=debug". PAGEDKV_LOG is otherwise
 // removed so that the caller's environment cannot change the output.
 RunResult RunCli(const std::vector<std::string>& args, const std::string& env_prefix = "") {
-  static int counter = 0;
-  const std::string base = ::testing::TempDir() + "pagedkv_cli_test_" + std::to_string(::getpid()) +
-                           "_" + std::to_string(counter++);
-  const std::string out_path = base + ".out";
-  const std::string err_path = base + ".err";
-  std::string command = "env -u PAGEDKV_LOG " + env_prefix + " " + Quote(PAGEDKV_CLI_PATH);
-  for (const std::string& arg : args) command += " " + Quote(arg);
-  command += " >" + Quote(out_path) + " 2>" + Quote(err_path) + " </dev/null";
-  const int status = std::system(command.c_str());
-  RunResult result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = ReadFile(out_path);
-  result.err = ReadFile(err_path);
-  std::remove(out_path.c_str());
-  std::remove(err_path.c_str());
-  return result;
+  return pagedkv::testing::RunPagedkv(args, env_prefix);
 }
 
 nlohmann::json ParseJson(const RunResult& r) {

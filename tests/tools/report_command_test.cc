@@ -12,46 +12,18 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/tools/cli_runner.h"
 
 namespace {
+
+using RunResult = pagedkv::testing::CliResult;
+using pagedkv::testing::ReadWholeFile;
 
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string quoted = "'";
-  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 RunResult RunCli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string base = ::testing::TempDir() + "report_command_test_" +
-                           std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  std::string command = "env -u PAGEDKV_LOG " + Quote(PAGEDKV_CLI_PATH);
-  for (const std::string& arg : args) command += " " + Quote(arg);
-  command += " >" + Quote(base + ".out") + " 2>" + Quote(base + ".err") + " </dev/null";
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFile(base + ".out");
-  r.err = ReadFile(base + ".err");
-  std::filesystem::remove(base + ".out");
-  std::filesystem::remove(base + ".err");
-  return r;
+  return pagedkv::testing::RunPagedkv(args);
 }
 
 std::string Fixture(const std::string& name) {
@@ -83,7 +55,7 @@ TEST(ReportCommandTest, WritesTheReportToOut) {
   RunResult r = RunCli({"report", Fixture("report_basic"), "--out", path});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "wrote " + path + "\n");
-  const std::string html = ReadFile(path);
+  const std::string html = ReadWholeFile(path);
   EXPECT_THAT(html, StartsWith("<!DOCTYPE html>"));
   EXPECT_THAT(html, HasSubstr("id=\"utilization-chart\""));
   EXPECT_THAT(html, HasSubstr("id=\"waste-chart\""));
@@ -94,7 +66,7 @@ TEST(ReportCommandTest, FlagsMayComeBeforeDirAndSetTheTitle) {
   const std::string path = OutDir("before") + "/nested/r.html";
   RunResult r = RunCli({"report", "--title", "Run <7>", "--out=" + path, Fixture("report_basic")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(ReadFile(path), HasSubstr("<h1>Run &lt;7&gt;</h1>"));
+  EXPECT_THAT(ReadWholeFile(path), HasSubstr("<h1>Run &lt;7&gt;</h1>"));
 }
 
 TEST(ReportCommandTest, DefaultOutputIsDirReportHtml) {

@@ -14,30 +14,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/tools/cli_runner.h"
 
 namespace {
 
+using RunResult = pagedkv::testing::CliResult;
+using pagedkv::testing::ReadWholeFile;
+
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Quote(const std::string& s) {
-  std::string quoted = "'";
-  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string TempPath(const std::string& name) {
   return ::testing::TempDir() + "simulate_command_test_" + std::to_string(::getpid()) + "_" + name;
@@ -45,19 +30,7 @@ std::string TempPath(const std::string& name) {
 
 // stdout and stderr go to files (not a terminal: no progress bar).
 RunResult RunCli(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const std::string base = TempPath(std::to_string(counter++));
-  std::string command = "env -u PAGEDKV_LOG -u PAGEDKV_TRACES_DIR " + Quote(PAGEDKV_CLI_PATH);
-  for (const std::string& arg : args) command += " " + Quote(arg);
-  command += " >" + Quote(base + ".out") + " 2>" + Quote(base + ".err") + " </dev/null";
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFile(base + ".out");
-  r.err = ReadFile(base + ".err");
-  std::filesystem::remove(base + ".out");
-  std::filesystem::remove(base + ".err");
-  return r;
+  return pagedkv::testing::RunPagedkv(args);
 }
 
 constexpr char kSynthetic[] = "synthetic:n=40,rate=100,prompt=uniform:10:200,output=uniform:1:50";
@@ -83,14 +56,14 @@ TEST(SimulateCommandTest, SyntheticRunWritesTheFilesAndTable) {
   EXPECT_THAT(r.out, HasSubstr("contiguous-max"));
   EXPECT_THAT(r.out, HasSubstr("40/40"));
   EXPECT_THAT(r.err, Not(HasSubstr("\r")));  // no progress bar when not on a terminal
-  const nlohmann::json summary = nlohmann::json::parse(ReadFile(out + "/summary.json"));
+  const nlohmann::json summary = nlohmann::json::parse(ReadWholeFile(out + "/summary.json"));
   ASSERT_EQ(summary["policies"].size(), 2u);
   EXPECT_EQ(summary["policies"][0]["policy"], "paged");
   EXPECT_EQ(summary["policies"][1]["requests_completed"], 40);
   EXPECT_EQ(summary["model"], "llama-2-7b");
   EXPECT_EQ(summary["gpu"], "h100");
-  EXPECT_THAT(ReadFile(out + "/timeline.csv"), HasSubstr("\npaged,0,"));
-  EXPECT_THAT(ReadFile(out + "/requests.csv"), HasSubstr("\ncontiguous-max,39,"));
+  EXPECT_THAT(ReadWholeFile(out + "/timeline.csv"), HasSubstr("\npaged,0,"));
+  EXPECT_THAT(ReadWholeFile(out + "/requests.csv"), HasSubstr("\ncontiguous-max,39,"));
   std::filesystem::remove_all(out);
 }
 
