@@ -241,6 +241,55 @@ struct BlockManager::Impl {
     swap_in_bytes += G.info.bytes_per_block;
   }
 
+  // Moves the live pages of `recs`' tables in group g from pool `from` to pool `to` (a swap):
+  // allocates one `to` block per distinct page (`distinct`, in first-seen order; `index` maps each
+  // to its position), records the copy, carries metadata and hash over, and repoints every table,
+  // so a page shared by several tables moves once and keeps its sharing. Space in `to` was
+  // checked by the caller. Returns the number of pages moved.
+  int64_t MovePages(int32_t g, absl::Span<SeqRecord* const> recs, bool to_host,
+                    absl::Span<const BlockId> distinct,
+                    absl::flat_hash_map<BlockId, BlockId>& index, Tier new_tier) {
+    GroupState& G = groups[g];
+    PoolState& from = to_host ? G.gpu : G.host;
+    PoolState& to = to_host ? G.host : G.gpu;
+    std::vector<BlockId> dst(distinct.size());
+    if (to_host) {
+      if (!dst.empty()) {
+        absl::Status st = to.alloc->Allocate(absl::MakeSpan(dst));
+        PAGEDKV_CHECK_MSG(st.ok(), "host allocation failed after its check");
+      }
+    } else {
+      AllocateGpu(g, absl::MakeSpan(dst));
+    }
+    for (size_t i = 0; i < dst.size(); ++i) {
+      const BlockId src = distinct[i];
+      index[src] = static_cast<BlockId>(i);
+      if (to_host) {
+        RecordSwapOut(g, src, dst[i]);
+      } else {
+        RecordSwapIn(g, src, dst[i]);
+      }
+      CopyMeta(G, from, src, to, dst[i]);
+      if (G.hashed && from.alloc->is_hashed(src)) TrySetHash(to, dst[i], from.hashes[src]);
+    }
+    std::vector<uint8_t> taken(dst.size(), 0);  // the first table takes Allocate's reference
+    for (SeqRecord* rec : recs) {
+      BlockTable& t = rec->tables[g];
+      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
+        const BlockId i = index[t.blocks_[k]];
+        if (taken[i]) {
+          absl::Status st = to.alloc->AddRef(dst[i]);
+          PAGEDKV_CHECK_MSG(st.ok(), "a just-allocated block vanished");
+        }
+        taken[i] = 1;
+        Release(from, t.blocks_[k], rec->priority);
+        t.blocks_[k] = dst[i];
+      }
+      t.tier_ = new_tier;
+    }
+    return static_cast<int64_t>(dst.size());
+  }
+
   void CopyMeta(const GroupState& G, const PoolState& from, BlockId fb, PoolState& to, BlockId tb) {
     if (!G.hashed) return;
     to.hashes[tb] = from.hashes[fb];
@@ -1121,36 +1170,7 @@ absl::Status BlockManager::SwapOut(absl::Span<const SeqId> seqs) {
   }
   int64_t moved = 0;
   for (int32_t g = 0; g < s.num_groups(); ++g) {
-    Impl::GroupState& G = s.groups[g];
-    std::vector<BlockId> host(distinct[g].size());
-    if (!host.empty()) {
-      absl::Status st = G.host.alloc->Allocate(absl::MakeSpan(host));
-      PAGEDKV_CHECK_MSG(st.ok(), "host allocation failed after its check");
-    }
-    std::vector<uint8_t> used(host.size(), 0);
-    for (size_t i = 0; i < host.size(); ++i) {
-      const BlockId b = distinct[g][i];
-      map[g][b] = static_cast<BlockId>(i);
-      s.RecordSwapOut(g, b, host[i]);
-      s.CopyMeta(G, G.gpu, b, G.host, host[i]);
-      if (G.hashed && G.gpu.alloc->is_hashed(b)) Impl::TrySetHash(G.host, host[i], G.gpu.hashes[b]);
-    }
-    moved += static_cast<int64_t>(host.size());
-    for (SeqRecord* rec : recs) {
-      BlockTable& t = rec->tables[g];
-      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-        const BlockId b = t.blocks_[k];
-        const BlockId i = map[g][b];
-        if (used[i]) {
-          absl::Status st = G.host.alloc->AddRef(host[i]);
-          PAGEDKV_CHECK_MSG(st.ok(), "host block vanished");
-        }
-        used[i] = 1;
-        s.Release(G.gpu, b, rec->priority);
-        t.blocks_[k] = host[i];
-      }
-      t.tier_ = Tier::kHost;
-    }
+    moved += s.MovePages(g, recs, /*to_host=*/true, distinct[g], map[g], Tier::kHost);
   }
   for (SeqRecord* rec : recs) rec->swapped = true;
   s.num_swapped += static_cast<int64_t>(recs.size());
@@ -1185,33 +1205,7 @@ absl::Status BlockManager::SwapIn(absl::Span<const SeqId> seqs) {
   }
   int64_t moved = 0;
   for (int32_t g = 0; g < s.num_groups(); ++g) {
-    Impl::GroupState& G = s.groups[g];
-    std::vector<BlockId> gpu(distinct[g].size());
-    s.AllocateGpu(g, absl::MakeSpan(gpu));
-    std::vector<uint8_t> used(gpu.size(), 0);
-    for (size_t i = 0; i < gpu.size(); ++i) {
-      const BlockId h = distinct[g][i];
-      map[g][h] = static_cast<BlockId>(i);
-      s.RecordSwapIn(g, h, gpu[i]);
-      s.CopyMeta(G, G.host, h, G.gpu, gpu[i]);
-      if (G.hashed && G.host.alloc->is_hashed(h)) Impl::TrySetHash(G.gpu, gpu[i], G.host.hashes[h]);
-    }
-    moved += static_cast<int64_t>(gpu.size());
-    for (SeqRecord* rec : recs) {
-      BlockTable& t = rec->tables[g];
-      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-        const BlockId h = t.blocks_[k];
-        const BlockId i = map[g][h];
-        if (used[i]) {
-          absl::Status st = G.gpu.alloc->AddRef(gpu[i]);
-          PAGEDKV_CHECK_MSG(st.ok(), "GPU block vanished");
-        }
-        used[i] = 1;
-        s.Release(G.host, h, rec->priority);
-        t.blocks_[k] = gpu[i];
-      }
-      t.tier_ = Tier::kGpu;
-    }
+    moved += s.MovePages(g, recs, /*to_host=*/false, distinct[g], map[g], Tier::kGpu);
   }
   for (SeqRecord* rec : recs) rec->swapped = false;
   s.num_swapped -= static_cast<int64_t>(recs.size());
