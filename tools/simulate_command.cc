@@ -33,17 +33,6 @@ namespace {
 
 constexpr std::string_view kCommand = "pagedkv simulate";
 
-// A preset name, or else a path to a model JSON file.
-absl::StatusOr<ModelSpec> LoadModelSpec(const std::string& name_or_path) {
-  absl::StatusOr<ModelSpec> preset = ModelSpec::Preset(name_or_path);
-  if (preset.ok()) return preset;
-  const bool looks_like_path = name_or_path.find('/') != std::string::npos ||
-                               name_or_path.ends_with(".json") ||
-                               std::filesystem::exists(name_or_path);
-  if (!looks_like_path) return preset.status();
-  return ModelSpec::FromJsonFile(name_or_path);
-}
-
 // The vendored traces: $PAGEDKV_TRACES_DIR wins (the loader reads it); else data/traces found by
 // walking up from the executable (build trees sit inside the source tree), else share/pagedkv/
 // traces next to an installed binary; else empty (the path compiled into the library).
@@ -242,7 +231,7 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
   if (absl::Status st = ParsePolicies(policies_text, &policies); !st.ok()) {
     return Usage(ctx, "--policy", st);
   }
-  absl::StatusOr<ModelSpec> spec = LoadModelSpec(model_name);
+  absl::StatusOr<ModelSpec> spec = LoadModelArg(model_name);
   if (!spec.ok()) return Usage(ctx, absl::StrCat("--model '", model_name, "'"), spec.status());
   absl::StatusOr<GpuSpec> gpu = GpuSpec::Preset(gpu_name);
   if (!gpu.ok()) return Usage(ctx, "--gpu", gpu.status());

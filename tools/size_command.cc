@@ -23,17 +23,6 @@ namespace {
 
 constexpr std::string_view kCommand = "pagedkv size";
 
-// A preset name, or else a path to a model JSON file.
-absl::StatusOr<ModelSpec> LoadModel(const std::string& name_or_path) {
-  absl::StatusOr<ModelSpec> preset = ModelSpec::Preset(name_or_path);
-  if (preset.ok()) return preset;
-  const bool looks_like_path = name_or_path.find('/') != std::string::npos ||
-                               name_or_path.ends_with(".json") ||
-                               std::filesystem::exists(name_or_path);
-  if (!looks_like_path) return preset.status();
-  return ModelSpec::FromJsonFile(name_or_path);
-}
-
 std::string GroupLabel(const GroupSizing& g) {
   if (g.kind == AttentionKind::kSliding) return absl::StrCat("sliding(", g.window_tokens, ")");
   return std::string(AttentionKindName(g.kind));
@@ -206,7 +195,7 @@ int RunSizeCommand(const CommandContext& ctx, absl::Span<const std::string> args
                            "the presets"),
                        kExitUsage);
   }
-  absl::StatusOr<ModelSpec> spec = LoadModel(model_name);
+  absl::StatusOr<ModelSpec> spec = LoadModelArg(model_name);
   if (!spec.ok()) {
     return ReportError(
         ctx, kCommand,

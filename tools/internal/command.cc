@@ -1,5 +1,6 @@
 #include "tools/internal/command.h"
 
+#include <filesystem>
 #include <string>
 
 #include "pagedkv/core/logging.h"
@@ -33,6 +34,16 @@ int ParseOrReport(ArgParser& parser, absl::Span<const std::string> args,
     return kHelpShown;
   }
   return kExitOk;
+}
+
+absl::StatusOr<ModelSpec> LoadModelArg(const std::string& name_or_path) {
+  absl::StatusOr<ModelSpec> preset = ModelSpec::Preset(name_or_path);
+  if (preset.ok()) return preset;
+  const bool looks_like_path = name_or_path.find('/') != std::string::npos ||
+                               name_or_path.ends_with(".json") ||
+                               std::filesystem::exists(name_or_path);
+  if (!looks_like_path) return preset.status();
+  return ModelSpec::FromJsonFile(name_or_path);
 }
 
 }  // namespace pagedkv::cli

@@ -11,7 +11,9 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "pagedkv/core/model_spec.h"
 #include "tools/internal/arg_parser.h"
 
 namespace pagedkv::cli {
@@ -46,6 +48,11 @@ int ParseOrReport(ArgParser& parser, absl::Span<const std::string> args, const C
 // Prints "<command>: error: <message>" to ctx.err and returns `exit_code`.
 int ReportError(const CommandContext& ctx, std::string_view command, const absl::Status& status,
                 int exit_code);
+
+// The value of a --model flag: a preset name, or else a path to a model JSON file (taken as a path
+// when it contains '/', ends in .json or names an existing file; otherwise the preset error, which
+// lists the presets, is returned).
+absl::StatusOr<ModelSpec> LoadModelArg(const std::string& name_or_path);
 
 // Subcommands (one file each).
 int RunSizeCommand(const CommandContext& ctx, absl::Span<const std::string> args);
