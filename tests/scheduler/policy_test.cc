@@ -12,20 +12,12 @@
 #include "gtest/gtest.h"
 #include "pagedkv/block_manager/block_manager.h"
 #include "pagedkv/block_manager/cache_ops.h"
+#include "tiny_model.h"
 
 namespace pagedkv {
 namespace {
 
-ModelSpec TinyModel() {
-  ModelSpec m;
-  m.name = "tiny";
-  m.num_q_heads = 1;
-  m.num_kv_heads = 1;
-  m.head_dim = 1;
-  m.kv_dtype = DType::kFp16;
-  m.layers = {LayerSpec::Full()};
-  return m;
-}
+using ::pagedkv::testing::TinyModel;
 
 PolicyConfig Config(PolicyKind kind, int64_t capacity_tokens) {
   PolicyConfig c;

@@ -15,21 +15,12 @@
 #include "pagedkv/block_manager/block_manager.h"
 #include "pagedkv/core/model_spec.h"
 #include "pagedkv/scheduler/policy.h"
+#include "tiny_model.h"
 
 namespace pagedkv {
 namespace {
 
-// 1 layer, 1 KV head, head dim 1, fp16: 4 bytes of KV per token.
-ModelSpec TinyModel() {
-  ModelSpec m;
-  m.name = "tiny";
-  m.num_q_heads = 1;
-  m.num_kv_heads = 1;
-  m.head_dim = 1;
-  m.kv_dtype = DType::kFp16;
-  m.layers = {LayerSpec::Full()};
-  return m;
-}
+using ::pagedkv::testing::TinyModel;
 
 PolicyConfig Config(PolicyKind kind, int64_t capacity_tokens, int32_t block_size = 4) {
   PolicyConfig c;

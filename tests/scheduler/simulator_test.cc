@@ -10,20 +10,12 @@
 #include "gtest/gtest.h"
 #include "pagedkv/scheduler/metrics.h"
 #include "pagedkv/scheduler/workload.h"
+#include "tiny_model.h"
 
 namespace pagedkv {
 namespace {
 
-ModelSpec TinyModel() {
-  ModelSpec m;
-  m.name = "tiny";
-  m.num_q_heads = 1;
-  m.num_kv_heads = 1;
-  m.head_dim = 1;
-  m.kv_dtype = DType::kFp16;
-  m.layers = {LayerSpec::Full()};
-  return m;
-}
+using ::pagedkv::testing::TinyModel;
 
 // Every step takes the fixed overhead: compute, memory, copies and swaps are free.
 GpuSpec FlatGpu() {
