@@ -19,11 +19,13 @@
 #include "absl/types/span.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "log_capture.h"
 #include "pagedkv/core/logging.h"
-#include "spdlog/sinks/ringbuffer_sink.h"
 
 namespace pagedkv {
 namespace {
+
+using ::pagedkv::testing::LogCapture;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -76,29 +78,6 @@ class RecordingListener : public EvictionListener {
  public:
   void OnEvict(BlockId block, const BlockHash& hash) override { evicted.emplace_back(block, hash); }
   std::vector<std::pair<BlockId, BlockHash>> evicted;
-};
-
-class LogCapture {
- public:
-  explicit LogCapture(spdlog::level::level_enum level)
-      : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)),
-        old_level_(Logger().level()) {
-    Logger().sinks().push_back(sink_);
-    Logger().set_level(level);
-  }
-  ~LogCapture() {
-    Logger().sinks().pop_back();
-    Logger().set_level(old_level_);
-  }
-  std::vector<std::string> Lines() {
-    std::vector<std::string> out;
-    for (const auto& m : sink_->last_raw()) out.emplace_back(m.payload.data(), m.payload.size());
-    return out;
-  }
-
- private:
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-  spdlog::level::level_enum old_level_;
 };
 
 // ---- Across tiers and block sizes ---------------------------------------------------------------

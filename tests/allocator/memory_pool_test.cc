@@ -12,11 +12,13 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "log_capture.h"
 #include "pagedkv/core/logging.h"
-#include "spdlog/sinks/ringbuffer_sink.h"
 
 namespace pagedkv {
 namespace {
+
+using ::pagedkv::testing::LogCapture;
 
 using ::testing::HasSubstr;
 
@@ -43,33 +45,6 @@ MemoryBackend ExpectedBackend(Tier tier) {
   }
   return MemoryBackend::kVirtual;
 }
-
-// Captures what the pagedkv logger writes while alive; restores the logger afterwards.
-class LogCapture {
- public:
-  explicit LogCapture(spdlog::level::level_enum level)
-      : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64)),
-        old_level_(Logger().level()) {
-    Logger().sinks().push_back(sink_);
-    Logger().set_level(level);
-  }
-  ~LogCapture() {
-    Logger().sinks().pop_back();
-    Logger().set_level(old_level_);
-  }
-  int Count(spdlog::level::level_enum level, const std::string& needle) {
-    int n = 0;
-    for (const auto& m : sink_->last_raw()) {
-      const std::string text(m.payload.data(), m.payload.size());
-      if (m.level == level && text.find(needle) != std::string::npos) ++n;
-    }
-    return n;
-  }
-
- private:
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-  spdlog::level::level_enum old_level_;
-};
 
 // ---- Across tiers and block sizes ---------------------------------------------------------------
 
