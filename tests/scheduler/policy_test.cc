@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "pagedkv/block_manager/block_manager.h"
 #include "pagedkv/block_manager/cache_ops.h"
-#include "tiny_model.h"
+#include "test_util.h"
 
 namespace pagedkv {
 namespace {
@@ -178,15 +178,8 @@ TEST_P(PolicyRandomTest, MatchesReferenceModel) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPolicies, PolicyRandomTest,
-                         ::testing::Values(PolicyKind::kPaged, PolicyKind::kContiguousMax,
-                                           PolicyKind::kContiguousRealloc, PolicyKind::kOrcaMax,
-                                           PolicyKind::kOrcaPow2, PolicyKind::kOrcaOracle),
-                         [](const ::testing::TestParamInfo<PolicyKind>& info) {
-                           std::string name(PolicyKindName(info.param));
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllPolicies, PolicyRandomTest, ::pagedkv::testing::AllPolicyKinds(),
+                         ::pagedkv::testing::PolicyKindParamName);
 
 }  // namespace
 }  // namespace pagedkv

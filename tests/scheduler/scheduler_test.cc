@@ -15,7 +15,7 @@
 #include "pagedkv/block_manager/block_manager.h"
 #include "pagedkv/core/model_spec.h"
 #include "pagedkv/scheduler/policy.h"
-#include "tiny_model.h"
+#include "test_util.h"
 
 namespace pagedkv {
 namespace {
@@ -586,15 +586,8 @@ TEST_P(SchedulerPolicyTest, MixedWorkloadCompletes) {
   EXPECT_TRUE(policy->CheckInvariants().ok());
 }
 
-INSTANTIATE_TEST_SUITE_P(AllPolicies, SchedulerPolicyTest,
-                         ::testing::Values(PolicyKind::kPaged, PolicyKind::kContiguousMax,
-                                           PolicyKind::kContiguousRealloc, PolicyKind::kOrcaMax,
-                                           PolicyKind::kOrcaPow2, PolicyKind::kOrcaOracle),
-                         [](const ::testing::TestParamInfo<PolicyKind>& info) {
-                           std::string name(PolicyKindName(info.param));
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllPolicies, SchedulerPolicyTest, ::pagedkv::testing::AllPolicyKinds(),
+                         ::pagedkv::testing::PolicyKindParamName);
 
 // Paged under pressure at every block size: invariants after every step, all tokens once.
 class SchedulerBlockSizeTest : public ::testing::TestWithParam<int32_t> {};

@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "pagedkv/scheduler/metrics.h"
 #include "pagedkv/scheduler/workload.h"
-#include "tiny_model.h"
+#include "test_util.h"
 
 namespace pagedkv {
 namespace {
