@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -179,8 +180,18 @@ absl::StatusOr<std::string> ResolveTracePath(std::string_view name_or_path,
   return path;
 }
 
-absl::StatusOr<TraceFormat> SniffTraceFormat(const std::string& path) {
-  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
+namespace {
+
+// An empty workload named after the trace file.
+Workload NewTraceWorkload(const std::string& path) {
+  Workload w;
+  w.name = FileStem(path);
+  w.source = path;
+  return w;
+}
+
+// The format of `data`, the contents of the trace file `path`.
+absl::StatusOr<TraceFormat> SniffFormat(const std::string& path, const std::string& data) {
   LineCursor cursor(data);
   std::string_view first;
   while (cursor.Next(&first) && internal::TrimSpaces(first).empty()) {
@@ -201,12 +212,9 @@ absl::StatusOr<TraceFormat> SniffTraceFormat(const std::string& path) {
       "timestamp, input_length, output_length (Mooncake)"));
 }
 
-absl::StatusOr<Workload> LoadAzureTrace(const std::string& path, const WorkloadOptions& options) {
-  PAGEDKV_RETURN_IF_ERROR(internal::ValidateWorkloadOptions(options));
-  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
-  Workload w;
-  w.name = FileStem(path);
-  w.source = path;
+absl::StatusOr<Workload> ParseAzureTrace(const std::string& path, const std::string& data,
+                                         const WorkloadOptions& options) {
+  Workload w = NewTraceWorkload(path);
   LineCursor cursor(data);
   std::string_view line;
   if (!cursor.Next(&line)) return LineError(path, 1, "empty file, expected a CSV header");
@@ -257,13 +265,9 @@ absl::StatusOr<Workload> LoadAzureTrace(const std::string& path, const WorkloadO
   return w;
 }
 
-absl::StatusOr<Workload> LoadMooncakeTrace(const std::string& path,
-                                           const WorkloadOptions& options) {
-  PAGEDKV_RETURN_IF_ERROR(internal::ValidateWorkloadOptions(options));
-  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
-  Workload w;
-  w.name = FileStem(path);
-  w.source = path;
+absl::StatusOr<Workload> ParseMooncakeTrace(const std::string& path, const std::string& data,
+                                            const WorkloadOptions& options) {
+  Workload w = NewTraceWorkload(path);
   LineCursor cursor(data);
   std::string_view line;
   while (cursor.Next(&line)) {
@@ -322,13 +326,9 @@ absl::StatusOr<Workload> LoadMooncakeTrace(const std::string& path,
   return w;
 }
 
-absl::StatusOr<Workload> LoadShareGptTrace(const std::string& path,
-                                           const WorkloadOptions& options) {
-  PAGEDKV_RETURN_IF_ERROR(internal::ValidateWorkloadOptions(options));
-  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
-  Workload w;
-  w.name = FileStem(path);
-  w.source = path;
+absl::StatusOr<Workload> ParseShareGptTrace(const std::string& path, const std::string& data,
+                                            const WorkloadOptions& options) {
+  Workload w = NewTraceWorkload(path);
   LineCursor cursor(data);
   std::string_view line;
   if (!cursor.Next(&line)) return LineError(path, 1, "empty file, expected a CSV header");
@@ -361,17 +361,57 @@ absl::StatusOr<Workload> LoadShareGptTrace(const std::string& path,
   return w;
 }
 
-absl::StatusOr<Workload> LoadTraceFile(const std::string& path, const WorkloadOptions& options) {
-  PAGEDKV_ASSIGN_OR_RETURN(TraceFormat format, SniffTraceFormat(path));
+using TraceParser = absl::StatusOr<Workload> (*)(const std::string& path, const std::string& data,
+                                                 const WorkloadOptions& options);
+
+TraceParser ParserFor(TraceFormat format) {
   switch (format) {
     case TraceFormat::kAzureCsv:
-      return LoadAzureTrace(path, options);
+      return &ParseAzureTrace;
     case TraceFormat::kMooncakeJsonl:
-      return LoadMooncakeTrace(path, options);
+      return &ParseMooncakeTrace;
     case TraceFormat::kShareGptCsv:
-      return LoadShareGptTrace(path, options);
+      return &ParseShareGptTrace;
   }
-  return absl::InternalError("unhandled trace format");
+  return nullptr;
+}
+
+// Checks the options, reads the file once and parses it in the given format (or the sniffed one).
+absl::StatusOr<Workload> LoadTrace(const std::string& path, const WorkloadOptions& options,
+                                   std::optional<TraceFormat> format) {
+  PAGEDKV_RETURN_IF_ERROR(internal::ValidateWorkloadOptions(options));
+  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
+  if (!format.has_value()) {
+    PAGEDKV_ASSIGN_OR_RETURN(format, SniffFormat(path, data));
+  }
+  const TraceParser parse = ParserFor(*format);
+  if (parse == nullptr) return absl::InternalError("unhandled trace format");
+  return parse(path, data, options);
+}
+
+}  // namespace
+
+absl::StatusOr<TraceFormat> SniffTraceFormat(const std::string& path) {
+  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
+  return SniffFormat(path, data);
+}
+
+absl::StatusOr<Workload> LoadAzureTrace(const std::string& path, const WorkloadOptions& options) {
+  return LoadTrace(path, options, TraceFormat::kAzureCsv);
+}
+
+absl::StatusOr<Workload> LoadMooncakeTrace(const std::string& path,
+                                           const WorkloadOptions& options) {
+  return LoadTrace(path, options, TraceFormat::kMooncakeJsonl);
+}
+
+absl::StatusOr<Workload> LoadShareGptTrace(const std::string& path,
+                                           const WorkloadOptions& options) {
+  return LoadTrace(path, options, TraceFormat::kShareGptCsv);
+}
+
+absl::StatusOr<Workload> LoadTraceFile(const std::string& path, const WorkloadOptions& options) {
+  return LoadTrace(path, options, std::nullopt);
 }
 
 }  // namespace pagedkv
