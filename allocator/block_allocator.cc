@@ -98,6 +98,12 @@ struct BlockAllocator::Impl {
 
 namespace {
 
+// InvalidArgument for an id outside the pool, naming the operation and the pool size.
+absl::Status UnknownBlockError(std::string_view op, BlockId id, uint32_t num_blocks) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      AbslView(op), ": block ", id, " does not exist (pool has ", num_blocks, " blocks)"));
+}
+
 std::string HashString(const BlockHash& h) { return fmt::format("{:016x}{:016x}", h.hi, h.lo); }
 
 // ceil(watermark * num_blocks), except that a product within rounding noise of an integer counts
@@ -317,8 +323,7 @@ absl::Status BlockAllocator::Release(absl::Span<const BlockId> ids, EvictionPrio
 absl::Status BlockAllocator::AddRef(BlockId id) {
   Impl& s = *impl_;
   if (__builtin_expect(id >= num_blocks_, 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AddRef: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+    return UnknownBlockError("AddRef", id, num_blocks_);
   }
   Impl::Block& b = s.blocks[id];
   switch (b.state) {
@@ -351,8 +356,7 @@ absl::Status BlockAllocator::AddRef(BlockId id) {
 absl::Status BlockAllocator::Touch(BlockId id) {
   Impl& s = *impl_;
   if (id >= num_blocks_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Touch: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+    return UnknownBlockError("Touch", id, num_blocks_);
   }
   Impl::Block& b = s.blocks[id];
   switch (b.state) {
@@ -372,8 +376,7 @@ absl::Status BlockAllocator::Touch(BlockId id) {
 absl::Status BlockAllocator::SetHash(BlockId id, const BlockHash& hash) {
   Impl& s = *impl_;
   if (id >= num_blocks_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("SetHash: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+    return UnknownBlockError("SetHash", id, num_blocks_);
   }
   Impl::Block& b = s.blocks[id];
   if (b.state != Impl::State::kInUse) {
@@ -400,8 +403,7 @@ absl::Status BlockAllocator::SetHash(BlockId id, const BlockHash& hash) {
 absl::Status BlockAllocator::Unhash(BlockId id) {
   Impl& s = *impl_;
   if (id >= num_blocks_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Unhash: block ", id, " does not exist (pool has ", num_blocks_, " blocks)"));
+    return UnknownBlockError("Unhash", id, num_blocks_);
   }
   Impl::Block& b = s.blocks[id];
   if (b.state != Impl::State::kInUse || !b.hashed) {
