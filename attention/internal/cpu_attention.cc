@@ -14,8 +14,7 @@
 namespace pagedkv::attention_internal {
 namespace {
 
-// KV tokens converted per tile: 32 rows of K and V of head_dim 128 in fp32 are 32 KiB, about L1.
-constexpr int32_t kTileTokens = 32;
+constexpr int32_t kTileTokens = kMaxTileTokens;
 // Query rows (tokens x heads of a group) per work item: bounds the float state of an item.
 constexpr int32_t kMaxRowsPerItem = 64;
 
@@ -29,9 +28,11 @@ struct WorkItem {
 
 // Per-thread buffers, reused across items and calls.
 struct Scratch {
-  std::vector<float> q, m, l, acc, kbuf, vbuf, scores;
+  std::vector<float> q, m, l, acc, tile_scratch;
   std::vector<RowRange> ranges;
-  std::vector<const float*> krows, vrows;
+  // Row pointers of the current and the next tile.
+  const void* krows[2][kTileTokens];
+  const void* vrows[2][kTileTokens];
 };
 
 float LoadAsFloat(const void* base, DType dtype, int64_t i) {
@@ -73,6 +74,9 @@ class Runner {
         // Base-2 scores: exp(x * scale) == exp2(x * scale * log2(e)).
         q_scale_(softmax_scale * 1.4426950408889634f),
         window_(window_tokens),
+        format_(view.dtype == DType::kFp16   ? KvFormat::kFp16
+                : view.dtype == DType::kBf16 ? KvFormat::kBf16
+                                             : KvFormat::kFp32),
         kernels_(CpuKernels()) {}
 
   std::vector<WorkItem> MakeItems() const {
@@ -110,11 +114,7 @@ class Runner {
     s.m.assign(rows, -std::numeric_limits<float>::infinity());
     s.l.assign(rows, 0.0f);
     s.ranges.resize(rows);
-    s.kbuf.resize(size_t(kTileTokens) * d);
-    s.vbuf.resize(size_t(kTileTokens) * d);
-    s.scores.resize(kTileTokens);
-    s.krows.resize(kTileTokens);
-    s.vrows.resize(kTileTokens);
+    s.tile_scratch.resize(size_t(TileScratchFloats(d)));
 
     int32_t range_lo = kv_len, range_hi = -1;
     for (int32_t i = 0; i < num_tokens; ++i) {
@@ -132,23 +132,35 @@ class Runner {
       }
     }
 
-    for (int32_t t0 = range_lo; t0 <= range_hi;) {
-      // Gather up to kTileTokens tokens; tokens of one page are contiguous rows.
-      int32_t n = 0;
-      while (n < kTileTokens && t0 + n <= range_hi) {
-        const int32_t t = t0 + n;
-        const int32_t block = v_.BlockOf(w.seq, t);
-        const int32_t off = t % v_.block_size;
-        const int32_t seg = std::min({v_.block_size - off, kTileTokens - n, range_hi - t + 1});
-        GatherRows(block, w.kv_head, off, seg, n, s);
-        n += seg;
-      }
-      // Pages are scattered, so the hardware prefetcher cannot guess the next one: ask for the
-      // next tile's K and V rows now, while this tile is being computed.
-      Prefetch(w.seq, w.kv_head, t0 + n, std::min(range_hi, t0 + n + kTileTokens - 1));
-      kernels_.attend_tile(s.q.data(), rows, s.ranges.data(), t0, n, s.krows.data(), s.vrows.data(),
-                           d, s.m.data(), s.l.data(), s.acc.data(), s.scores.data());
-      t0 += n;
+    // Tiles of up to kTileTokens tokens; the next tile's row pointers are gathered first so the
+    // kernel can prefetch them while it computes this one.
+    int32_t cur = 0;
+    int32_t t0 = range_lo;
+    int32_t n = GatherTile(w, t0, range_hi, s.krows[cur], s.vrows[cur]);
+    while (n > 0) {
+      const int32_t next_t0 = t0 + n;
+      const int32_t next_n = GatherTile(w, next_t0, range_hi, s.krows[1 - cur], s.vrows[1 - cur]);
+      TileArgs args;
+      args.q = s.q.data();
+      args.num_rows = rows;
+      args.ranges = s.ranges.data();
+      args.t0 = t0;
+      args.n = n;
+      args.krows = s.krows[cur];
+      args.vrows = s.vrows[cur];
+      args.next_krows = s.krows[1 - cur];
+      args.next_vrows = s.vrows[1 - cur];
+      args.next_n = next_n;
+      args.format = format_;
+      args.head_dim = d;
+      args.m = s.m.data();
+      args.l = s.l.data();
+      args.acc = s.acc.data();
+      args.scratch = s.tile_scratch.data();
+      kernels_.attend_tile(args);
+      cur = 1 - cur;
+      t0 = next_t0;
+      n = next_n;
     }
 
     for (int32_t r = 0; r < rows; ++r) {
@@ -162,48 +174,29 @@ class Runner {
   }
 
  private:
-  // Prefetches the K and V rows of tokens [t_begin, t_end] (one page segment at a time).
-  void Prefetch(int32_t seq, int32_t kv_head, int32_t t_begin, int32_t t_end) const {
+  // Points krows / vrows at the K and V rows of tokens [t0, min(t0 + kTileTokens, t_end + 1)) of
+  // the item's sequence and KV head; returns how many (0 when t0 > t_end). The rows of one page
+  // are contiguous.
+  int32_t GatherTile(const WorkItem& w, int32_t t0, int32_t t_end, const void** krows,
+                     const void** vrows) const {
     const auto* base = static_cast<const char*>(v_.pool);
     const int64_t elem = static_cast<int64_t>(DTypeSize(v_.dtype));
-    for (int32_t t = t_begin; t <= t_end;) {
-      const int32_t block = v_.BlockOf(seq, t);
+    const int64_t row_bytes = int64_t{v_.head_dim} * elem;
+    int32_t n = 0;
+    while (n < kTileTokens && t0 + n <= t_end) {
+      const int32_t t = t0 + n;
+      const int32_t block = v_.BlockOf(w.seq, t);
       const int32_t off = t % v_.block_size;
-      const int32_t seg = std::min(v_.block_size - off, t_end - t + 1);
-      const int64_t bytes = int64_t{seg} * v_.head_dim * elem;
-      const char* k = base + v_.KOffset(block, kv_head, off) * elem;
-      const char* v = base + v_.VOffset(block, kv_head, off) * elem;
-      for (int64_t i = 0; i < bytes; i += 64) {
-        __builtin_prefetch(k + i);
-        __builtin_prefetch(v + i);
-      }
-      t += seg;
-    }
-  }
-
-  void GatherRows(int32_t block, int32_t kv_head, int32_t off, int32_t seg, int32_t n,
-                  Scratch& s) const {
-    const int32_t d = v_.head_dim;
-    const int64_t k_off = v_.KOffset(block, kv_head, off);
-    const int64_t v_off = v_.VOffset(block, kv_head, off);
-    if (v_.dtype == DType::kFp32) {
-      const float* base = static_cast<const float*>(v_.pool);
+      const int32_t seg = std::min({v_.block_size - off, kTileTokens - n, t_end - t + 1});
+      const char* k = base + v_.KOffset(block, w.kv_head, off) * elem;
+      const char* v = base + v_.VOffset(block, w.kv_head, off) * elem;
       for (int32_t j = 0; j < seg; ++j) {
-        s.krows[n + j] = base + k_off + int64_t{j} * d;
-        s.vrows[n + j] = base + v_off + int64_t{j} * d;
+        krows[n + j] = k + j * row_bytes;
+        vrows[n + j] = v + j * row_bytes;
       }
-      return;
+      n += seg;
     }
-    const uint16_t* base = static_cast<const uint16_t*>(v_.pool);
-    auto convert = v_.dtype == DType::kFp16 ? kernels_.fp16_to_float : kernels_.bf16_to_float;
-    float* kdst = s.kbuf.data() + int64_t{n} * d;
-    float* vdst = s.vbuf.data() + int64_t{n} * d;
-    convert(base + k_off, kdst, int64_t{seg} * d);
-    convert(base + v_off, vdst, int64_t{seg} * d);
-    for (int32_t j = 0; j < seg; ++j) {
-      s.krows[n + j] = kdst + int64_t{j} * d;
-      s.vrows[n + j] = vdst + int64_t{j} * d;
-    }
+    return n;
   }
 
   const PagedKVView& v_;
@@ -211,6 +204,7 @@ class Runner {
   const int32_t group_;
   const float q_scale_;
   const int32_t window_;
+  const KvFormat format_;
   const CpuKernelTable& kernels_;
 };
 

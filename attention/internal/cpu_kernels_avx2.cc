@@ -1,6 +1,7 @@
 // The CPU kernels compiled with -mavx2 -mfma -mf16c (see attention/CMakeLists.txt); used only when
 // the CPU reports all three.
 #include <immintrin.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,8 +14,7 @@ namespace avx2 {
 }  // namespace avx2
 
 const CpuKernelTable* CpuKernelsAvx2() {
-  static const CpuKernelTable table{"avx2+fma+f16c", avx2::Fp16ToFloat, avx2::Bf16ToFloat,
-                                    avx2::AttendTile};
+  static const CpuKernelTable table{"avx2", avx2::Fp16ToFloat, avx2::Bf16ToFloat, avx2::AttendTile};
   static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                                 __builtin_cpu_supports("f16c");
   return supported ? &table : nullptr;
