@@ -48,8 +48,8 @@ struct TileArgs {
   float* scratch = nullptr;
 };
 
-// Scratch a tile needs: converted K and V rows for the generic loops, or the score rows of one
-// register block (at most 16 rows) for the vector loops.
+// Scratch a tile needs: converted K and V rows for the generic loops, or two score arrays of one
+// register block (at most 8 rows) for the vector loops.
 constexpr int64_t TileScratchFloats(int32_t head_dim) {
   return int64_t{kMaxTileTokens} * (2 * int64_t{head_dim} + 16);
 }

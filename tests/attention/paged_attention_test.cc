@@ -160,10 +160,30 @@ TEST(PagedAttentionCpu, LongContextWithMqa) {
   EXPECT_LT(RunAndCompare(batch, DType::kFp32, 8, nullptr, 0, 0.0f, rng), 1e-5);
 }
 
+// Long contexts in small batches split each sequence's KV across work items and merge the
+// partial softmax states: decode, extend (rows whose window misses a whole split), and windows.
+TEST(PagedAttentionCpu, SplitKvMatchesReference) {
+  PAGEDKV_TEST_RNG(rng);
+  for (DType dtype : {DType::kFp32, DType::kFp16}) {
+    for (int32_t window : {0, 700}) {
+      SCOPED_TRACE(::testing::Message() << DTypeName(dtype) << " window " << window);
+      PagedBatch batch;
+      BuildPagedBatch({2600, 1200}, 16, 2, 128, dtype, rng, &batch);
+      EXPECT_LT(RunAndCompare(batch, dtype, 8, nullptr, window, 0.0f, rng), Tolerance(dtype));
+      const std::vector<int32_t> counts = {40, 1};
+      EXPECT_LT(RunAndCompare(batch, dtype, 8, &counts, window, 0.0f, rng), Tolerance(dtype));
+    }
+  }
+}
+
+// The work plan does not depend on the thread count, so the bits do not either (split-KV
+// included: the contexts below are long enough to be split).
 TEST(PagedAttentionCpu, WorkerPoolGivesSameBitsAsTemporaryThreads) {
   PAGEDKV_TEST_RNG(rng);
   PagedBatch batch;
-  BuildPagedBatch(RandomLens(rng, 7, 200), 16, 2, 64, DType::kBf16, rng, &batch);
+  std::vector<int32_t> lens = RandomLens(rng, 6, 200);
+  lens.push_back(2500);
+  BuildPagedBatch(lens, 16, 2, 64, DType::kBf16, rng, &batch);
   TypedBuffer q(DType::kBf16, 7 * 8 * 64), out1(DType::kBf16, q.size()),
       out2(DType::kBf16, q.size());
   q.FillRandom(rng);
