@@ -2,6 +2,8 @@
 // the same kernel on one contiguous page per sequence, for batch x context sweeps, in GB/s of KV
 // read (counter `kv_GBps`); plus this machine's memory read bandwidth (BM_MemoryRead) to judge
 // them by. Shape: 32 query / 8 KV heads, head dim 128, fp16 KV (one layer of a Llama-3-8B).
+// BM_CpuTile times the tile kernel alone on one L1-resident tile, per instruction set: the
+// arithmetic ceiling of one core, with no memory traffic.
 //
 // The CPU column is the whole process's CPU time (all worker threads): on a shared machine
 // kv bytes / CPU time is the load-independent figure (GB per core-second).
@@ -9,6 +11,7 @@
 //   attention_benchmark                                  # small default sweep (CI smoke run)
 //   PAGEDKV_ATTN_BENCH_FULL=1 attention_benchmark        # batch 1..64 x context 512..16k
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -19,6 +22,7 @@
 
 #include <sys/mman.h>
 
+#include "attention/internal/cpu_kernels.h"
 #include "benchmark/benchmark.h"
 #include "pagedkv/attention/cpu_worker_pool.h"
 #include "pagedkv/attention/paged_attention.h"
@@ -133,7 +137,56 @@ void BM_MemoryRead(benchmark::State& state) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One core, one tile of 32 fp16 tokens (head dim 128) in L1, the 4 query rows of a GQA group:
+// the time per tile, and the KV rate that makes (`kv_GBps`).
+void BM_CpuTile(benchmark::State& state, const attention_internal::CpuKernelTable* table) {
+  using attention_internal::kMaxTileTokens;
+  constexpr int32_t kRows = kQHeads / kKvHeads;
+  std::vector<uint16_t> k(size_t(kMaxTileTokens) * kHeadDim), v(k.size());
+  FillFp16(k.data(), k.size(), 3);
+  FillFp16(v.data(), v.size(), 4);
+  std::vector<float> q(size_t(kRows) * kHeadDim, 0.01f), m(kRows, -INFINITY), l(kRows, 0.0f),
+      acc(q.size(), 0.0f), scratch(size_t(attention_internal::TileScratchFloats(kHeadDim)));
+  std::vector<const void*> krows(kMaxTileTokens), vrows(kMaxTileTokens);
+  for (int32_t j = 0; j < kMaxTileTokens; ++j) {
+    krows[j] = k.data() + size_t(j) * kHeadDim;
+    vrows[j] = v.data() + size_t(j) * kHeadDim;
+  }
+  std::vector<attention_internal::RowRange> ranges(kRows, {0, 1 << 30});
+  attention_internal::TileArgs args;
+  args.q = q.data();
+  args.num_rows = kRows;
+  args.ranges = ranges.data();
+  args.n = kMaxTileTokens;
+  args.krows = krows.data();
+  args.vrows = vrows.data();
+  args.format = attention_internal::KvFormat::kFp16;
+  args.head_dim = kHeadDim;
+  args.m = m.data();
+  args.l = l.data();
+  args.acc = acc.data();
+  args.scratch = scratch.data();
+  int32_t t0 = 0;
+  for (auto _ : state) {
+    args.t0 = t0;
+    table->attend_tile(args);
+    t0 = (t0 + kMaxTileTokens) % (1 << 29);
+    benchmark::ClobberMemory();
+  }
+  const double tokens = double(state.iterations()) * kMaxTileTokens;
+  state.counters["kv_GBps"] = benchmark::Counter(tokens * 2 * kHeadDim * sizeof(uint16_t) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(table->name);
+}
+
 void RegisterAll() {
+  for (const attention_internal::CpuKernelTable* table :
+       {&attention_internal::CpuKernelsBaseline(), attention_internal::CpuKernelsAvx2(),
+        attention_internal::CpuKernelsAvx512()}) {
+    if (table == nullptr) continue;
+    benchmark::RegisterBenchmark((std::string("BM_CpuTile/") + table->name).c_str(), BM_CpuTile,
+                                 table);
+  }
   const bool full = std::getenv("PAGEDKV_ATTN_BENCH_FULL") != nullptr;
   std::vector<int64_t> batches =
       full ? std::vector<int64_t>{1, 4, 16, 64} : std::vector<int64_t>{1, 4};
