@@ -9,9 +9,10 @@
 
 namespace pagedkv::attention_internal {
 
-// Work is split into items (sequence, KV head, chunk of query tokens); each item walks the pages
-// of its sequence once, converting a tile of K/V rows to float once for all query heads of the KV
-// head's group and all query tokens of the chunk, with an online softmax (no score row is stored).
+// Work is split into items (a chunk of one sequence's query tokens, or a split of the chunk's KV
+// range); each item walks its pages a tile at a time through every KV head, so each KV vector is
+// loaded once for all query heads of its group and all query tokens of the chunk, with an online
+// softmax (no score row is stored). Splits are merged at the end.
 // qo_indptr == nullptr means decode (query token b belongs to sequence b).
 // softmax_scale must be > 0; pool may be nullptr (a temporary pool is started).
 void CpuPagedAttention(const PagedKVView& view, const QueryBatch& q, float softmax_scale,
