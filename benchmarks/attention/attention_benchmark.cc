@@ -8,6 +8,8 @@
 // The CPU column is the whole process's CPU time (all worker threads): on a shared machine
 // kv bytes / CPU time is the load-independent figure (GB per core-second).
 //
+// BM_CpuExtend times a chunked-prefill step (512 new tokens at the end of a 512..16k context).
+//
 //   attention_benchmark                                  # small default sweep (CI smoke run)
 //   PAGEDKV_ATTN_BENCH_FULL=1 attention_benchmark        # batch 1..64 x context 512..16k
 #include <algorithm>
@@ -63,29 +65,45 @@ void FillFp16(uint16_t* v, size_t n, uint64_t seed) {
   }
 }
 
+// One layer's KV for `batch` sequences of `context` tokens: 16-token pages in a random order
+// (paged) or one page per sequence (contiguous), filled with random fp16 values.
+struct KvLayer {
+  std::unique_ptr<uint16_t[], FreeDeleter> pool;
+  std::vector<int32_t> indptr, indices, last;
+  PagedKVView view;
+};
+
+void BuildKvLayer(int32_t batch, int32_t context, bool paged, KvLayer* kv) {
+  const int32_t block_size = paged ? kPagedBlockSize : context;
+  const int32_t pages_per_seq = (context + block_size - 1) / block_size;
+  const int32_t num_blocks = batch * pages_per_seq;
+  kv->view = PagedKVView::ForLayer(nullptr, DType::kFp16, num_blocks, 1, 0, kKvHeads, kHeadDim,
+                                   block_size);
+  const size_t pool_elems = size_t(kv->view.block_stride_elems) * num_blocks;
+  kv->pool = AllocPool(pool_elems);
+  FillFp16(kv->pool.get(), pool_elems, 1);
+  kv->indptr.resize(batch + 1);
+  kv->indices.resize(num_blocks);
+  kv->last.resize(batch);
+  std::iota(kv->indices.begin(), kv->indices.end(), 0);
+  if (paged) std::shuffle(kv->indices.begin(), kv->indices.end(), std::mt19937_64(7));
+  for (int32_t b = 0; b <= batch; ++b) kv->indptr[b] = b * pages_per_seq;
+  for (int32_t b = 0; b < batch; ++b) kv->last[b] = context - (pages_per_seq - 1) * block_size;
+  kv->view.pool = kv->pool.get();
+  kv->view.batch_size = batch;
+  kv->view.page_indptr = kv->indptr.data();
+  kv->view.page_indices = kv->indices.data();
+  kv->view.last_page_len = kv->last.data();
+}
+
 // state.range(0) = batch, range(1) = context tokens, range(2) = 1 paged / 0 contiguous.
 void BM_CpuDecode(benchmark::State& state) {
   const int32_t batch = static_cast<int32_t>(state.range(0));
   const int32_t context = static_cast<int32_t>(state.range(1));
   const bool paged = state.range(2) != 0;
-  const int32_t block_size = paged ? kPagedBlockSize : context;
-  const int32_t pages_per_seq = (context + block_size - 1) / block_size;
-  const int32_t num_blocks = batch * pages_per_seq;
-  PagedKVView view = PagedKVView::ForLayer(nullptr, DType::kFp16, num_blocks, 1, 0, kKvHeads,
-                                           kHeadDim, block_size);
-  const size_t pool_elems = size_t(view.block_stride_elems) * num_blocks;
-  std::unique_ptr<uint16_t[], FreeDeleter> pool = AllocPool(pool_elems);
-  FillFp16(pool.get(), pool_elems, 1);
-  std::vector<int32_t> indptr(batch + 1), indices(num_blocks), last(batch);
-  std::iota(indices.begin(), indices.end(), 0);
-  if (paged) std::shuffle(indices.begin(), indices.end(), std::mt19937_64(7));
-  for (int32_t b = 0; b <= batch; ++b) indptr[b] = b * pages_per_seq;
-  for (int32_t b = 0; b < batch; ++b) last[b] = context - (pages_per_seq - 1) * block_size;
-  view.pool = pool.get();
-  view.batch_size = batch;
-  view.page_indptr = indptr.data();
-  view.page_indices = indices.data();
-  view.last_page_len = last.data();
+  KvLayer kv;
+  BuildKvLayer(batch, context, paged, &kv);
+  const PagedKVView& view = kv.view;
 
   std::vector<uint16_t> q(size_t(batch) * kQHeads * kHeadDim), out(q.size());
   FillFp16(q.data(), q.size(), 2);
@@ -108,6 +126,41 @@ void BM_CpuDecode(benchmark::State& state) {
   state.counters["kv_MiB"] = kv_bytes / (1 << 20);
   state.counters["threads"] = Pool().num_threads();
   state.SetLabel(paged ? "paged bs16 random" : "contiguous");
+}
+
+// Chunked prefill: one sequence of `context` tokens whose last `new_tokens` are the queries (they
+// attend causally to the prefix and to each other). Counters: query tokens per second and the
+// attention arithmetic rate (2 flops per multiply-add, QK and PV, causal lengths).
+// state.range(0) = context tokens, range(1) = new tokens.
+void BM_CpuExtend(benchmark::State& state) {
+  const int32_t context = static_cast<int32_t>(state.range(0));
+  const int32_t new_tokens = static_cast<int32_t>(state.range(1));
+  KvLayer kv;
+  BuildKvLayer(1, context, /*paged=*/true, &kv);
+  std::vector<uint16_t> q(size_t(new_tokens) * kQHeads * kHeadDim), out(q.size());
+  FillFp16(q.data(), q.size(), 2);
+  const int32_t qo_indptr[2] = {0, new_tokens};
+  const QueryBatch qb{q.data(), out.data(), DType::kFp16, kQHeads, new_tokens, qo_indptr};
+  AttentionOptions opts;
+  opts.backend = Backend::kCpu;
+  opts.cpu_pool = &Pool();
+  for (auto _ : state) {
+    const absl::Status st = PagedAttentionExtend(kv.view, qb, opts);
+    if (!st.ok()) {
+      state.SkipWithError(std::string(st.message()).c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  // Query token i (0-based among the new ones) sees context - new_tokens + i + 1 KV tokens.
+  const double kv_per_query = context - new_tokens + (new_tokens + 1) / 2.0;
+  const double flops = 2.0 * 2.0 * new_tokens * kv_per_query * kQHeads * kHeadDim;
+  state.counters["query_tokens_per_s"] =
+      benchmark::Counter(new_tokens, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel("paged bs16 random");
 }
 
 // Sums a buffer of `MiB` mebibytes on every core (the same worker pool): the read bandwidth the
@@ -204,6 +257,13 @@ void RegisterAll() {
       for (int64_t paged : {1, 0}) decode->Args({b, c, paged});
     }
   }
+  auto* extend = benchmark::RegisterBenchmark("BM_CpuExtend", BM_CpuExtend);
+  extend->ArgNames({"context", "new"})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MeasureProcessCPUTime();
+  extend->Args({512, 512});
+  if (full) extend->Args({4096, 512})->Args({16384, 512});
   benchmark::RegisterBenchmark("BM_MemoryRead", BM_MemoryRead)
       ->Arg(full ? 512 : 16)
       ->Unit(benchmark::kMicrosecond)
