@@ -174,8 +174,8 @@ TEST(CpuKernels, TileSequencesMatchFp64) {
   PAGEDKV_TEST_RNG(rng);
   const KvFormat formats[] = {KvFormat::kFp32, KvFormat::kFp16, KvFormat::kBf16};
   const char* format_names[] = {"fp32", "fp16", "bf16"};
-  // 64/128/256: the vector loops; 40: a 2-vector and a 1-vector slice with AVX2, the generic
-  // loops with AVX-512; 36: the generic loops everywhere.
+  // 64/128/256: the vector loops; 40: a 2-vector and a 1-vector slice with AVX2 (the AVX-512
+  // table hands it to the AVX2 loops); 36: the generic loops everywhere.
   for (const CpuKernelTable* table : AvailableTables()) {
     for (int f = 0; f < 3; ++f) {
       for (int32_t head_dim : {64, 128, 256, 40, 36}) {
