@@ -177,14 +177,17 @@ int main(int argc, char** argv) {
       if (!result->layouts.empty()) layout = result->layouts[0];
     }
 
-    // 2. CacheOps: swap out, swap in, then copies (CoW), before any write.
+    // 2. CacheOps: swap out, swap in, then copies (CoW), before any write. With host-memory
+    //    pools the server has already run them (in order with every other session's steps).
     const pagedkv::GroupCacheOps& ops = result->ops.groups[0];
-    for (const BlockPair& p : ops.swap_out)
-      std::memcpy(host->BlockData(p.dst), gpu->BlockData(p.src), bpb);
-    for (const BlockPair& p : ops.swap_in)
-      std::memcpy(gpu->BlockData(p.dst), host->BlockData(p.src), bpb);
-    for (const BlockPair& p : ops.copies)
-      std::memcpy(gpu->BlockData(p.dst), gpu->BlockData(p.src), bpb);
+    if (!result->ops_executed_by_server) {
+      for (const BlockPair& p : ops.swap_out)
+        std::memcpy(host->BlockData(p.dst), gpu->BlockData(p.src), bpb);
+      for (const BlockPair& p : ops.swap_in)
+        std::memcpy(gpu->BlockData(p.dst), host->BlockData(p.src), bpb);
+      for (const BlockPair& p : ops.copies)
+        std::memcpy(gpu->BlockData(p.dst), gpu->BlockData(p.src), bpb);
+    }
     cow_copies += ops.copies.size();
 
     // 3. The new tokens' K/V through the slot mapping; the batch order is decode, then admitted.

@@ -6,6 +6,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "pagedkv/attention/cache_ops.h"
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/check.h"
 #include "pagedkv/core/logging.h"
@@ -123,7 +124,45 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Create(const ModelOptions&
       host->host_pools_.push_back(std::move(hp));
     }
   }
+  host->executes_cache_ops_ = true;
+  for (const auto* pools : {&host->gpu_pools_, &host->host_pools_}) {
+    for (const std::unique_ptr<MemoryPool>& pool : *pools) {
+      const MemoryBackend b = pool->backend();
+      if (b != MemoryBackend::kSharedHost && b != MemoryBackend::kHostAligned) {
+        host->executes_cache_ops_ = false;
+      }
+    }
+  }
   return host;
+}
+
+absl::Status ModelHost::ExecuteCacheOps(const CacheOps& ops) {
+  const CacheOpOptions cpu{.backend = Backend::kCpu};
+  std::vector<BlockCopy> pairs;
+  const auto convert = [&](const std::vector<BlockPair>& from) {
+    pairs.clear();
+    for (const BlockPair& p : from) {
+      pairs.push_back({static_cast<int32_t>(p.src), static_cast<int32_t>(p.dst)});
+    }
+    return absl::MakeConstSpan(pairs);
+  };
+  for (const GroupCacheOps& g : ops.groups) {
+    if (g.empty()) continue;
+    MemoryPool& gpu = *gpu_pools_[g.group];
+    const auto gpu_blocks = static_cast<int32_t>(gpu.num_blocks());
+    if (!g.swap_out.empty() || !g.swap_in.empty()) {
+      MemoryPool& hp = *host_pools_[g.group];
+      const auto host_blocks = static_cast<int32_t>(hp.num_blocks());
+      PAGEDKV_RETURN_IF_ERROR(SwapBlocks(gpu.base(), gpu_blocks, hp.base(), host_blocks,
+                                         g.bytes_per_block, convert(g.swap_out), cpu));
+      PAGEDKV_RETURN_IF_ERROR(SwapBlocks(hp.base(), host_blocks, gpu.base(), gpu_blocks,
+                                         g.bytes_per_block, convert(g.swap_in), cpu));
+    }
+    PAGEDKV_RETURN_IF_ERROR(
+        CopyBlocks(gpu.base(), g.bytes_per_block, gpu_blocks, convert(g.copies), cpu));
+  }
+  counters_.executed_cache_op_bytes += ops.total_bytes();
+  return absl::OkStatus();
 }
 
 void ModelHost::FillPoolHandles(v1::PoolHandles* out, std::vector<int>* fds) const {
@@ -187,6 +226,7 @@ void ModelHost::FillStats(v1::ModelStats* out) const {
   out->set_steps(counters_.steps);
   out->set_ops(counters_.ops);
   out->set_failed_ops(counters_.failed_ops);
+  out->set_executed_cache_op_bytes(counters_.executed_cache_op_bytes);
 }
 
 absl::Status ModelHost::CheckInvariants(const std::vector<const Session*>& sessions) const {

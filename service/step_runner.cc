@@ -138,6 +138,11 @@ void StepRunner::Run(const v1::StepRequest& request, v1::StepResponse* response)
   ++host_.counters().steps;
   CacheOps ops;
   bm_.TakeCacheOps(&ops);
+  if (host_.executes_cache_ops() && !ops.empty()) {
+    absl::Status executed = host_.ExecuteCacheOps(ops);
+    PAGEDKV_CHECK_MSG(executed.ok(), "running the manager's own CacheOps failed");
+  }
+  response->set_cache_ops_executed(host_.executes_cache_ops());
   PackCacheOps(ops, response);
   names_.clear();
   ToProto(BuildLayouts(request, response), response->mutable_batch_status());

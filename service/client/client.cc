@@ -132,6 +132,7 @@ absl::StatusOr<StepResult> UnpackStep(const v1::StepResponse& response) {
     r.op_results.push_back(op);
   }
   PAGEDKV_ASSIGN_OR_RETURN(r.ops, service::UnpackCacheOps(response));
+  r.ops_executed_by_server = response.cache_ops_executed();
   r.batch_status = FromProto(response.batch_status());
   for (const v1::BatchLayout& layout : response.layouts()) {
     PAGEDKV_ASSIGN_OR_RETURN(BatchLayout unpacked, service::UnpackLayout(layout));

@@ -39,6 +39,7 @@ struct ModelCounters {
   uint64_t ops = 0;
   uint64_t failed_ops = 0;
   uint64_t quarantined_total = 0;  // sequences ever quarantined
+  uint64_t executed_cache_op_bytes = 0;
 };
 
 class ModelHost {
@@ -54,6 +55,11 @@ class ModelHost {
   uint32_t host_blocks() const { return host_blocks_; }
   // The handle message of the pool socket and the descriptors it indexes (owned by the pools).
   void FillPoolHandles(v1::PoolHandles* out, std::vector<int>* fds) const;
+  // Whether the server runs each step's CacheOps itself: every pool is host memory it can
+  // reach. Moves between pools shared by several engines must be ordered with every session's
+  // later steps: once TakeCacheOps returns, the manager may hand a source page to another
+  // session, so an engine running the move later could copy someone else's data.
+  bool executes_cache_ops() const { return executes_cache_ops_; }
 
   // ---- The lock and what it guards ----
   std::timed_mutex& mu() { return mu_; }
@@ -62,6 +68,10 @@ class ModelHost {
   SeqId NewSeqId() { return next_seq_++; }
   ModelCounters& counters() { return counters_; }
   int64_t open_sessions = 0;
+
+  // Runs `ops` on the pools (all swap_out, then swap_in, then copies). Requires
+  // executes_cache_ops(); an error is a bug (the manager names valid, distinct blocks).
+  absl::Status ExecuteCacheOps(const CacheOps& ops);
 
   // Moves `seq` (tracked by `from`) into the quarantine until release_ns.
   void Quarantine(SeqId seq, BlockLedger& from, int64_t release_ns);
@@ -84,6 +94,7 @@ class ModelHost {
   int32_t num_groups_ = 0;
   uint32_t gpu_blocks_ = 0;
   uint32_t host_blocks_ = 0;
+  bool executes_cache_ops_ = false;
   std::vector<std::unique_ptr<MemoryPool>> gpu_pools_;   // [group]
   std::vector<std::unique_ptr<MemoryPool>> host_pools_;  // [group]; empty without a host tier
 

@@ -45,7 +45,10 @@ struct ClientOptions {
 struct StepResult {
   std::vector<absl::Status> op_status;  // one per op, in order
   std::vector<v1::OpResult> op_results;
-  CacheOps ops;                      // run these before the forward pass
+  CacheOps ops;  // the step's block moves
+  // true: the server already ran `ops` on the shared pools (host-memory pools); the engine must
+  // not run them again. false: the engine runs them before its forward pass.
+  bool ops_executed_by_server = false;
   absl::Status batch_status;         // building the page tables
   std::vector<BatchLayout> layouts;  // one per requested group (all groups by default)
   uint64_t step = 0;
