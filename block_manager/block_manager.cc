@@ -269,10 +269,29 @@ BlockManagerStats BlockManager::stats() const {
   return st;
 }
 
+void BlockManager::TEST_SetAllocationHook(
+    std::function<void(int32_t group, Tier tier, BlockId block)> hook) {
+  Impl& s = *impl_;
+  s.allocation_hook = std::move(hook);
+  for (int32_t g = 0; g < s.num_groups(); ++g) {
+    for (Tier tier : {Tier::kGpu, Tier::kHost}) {
+      PoolState& pool = tier == Tier::kGpu ? s.groups[g].gpu : s.groups[g].host;
+      if (!pool.valid()) continue;
+      if (!s.allocation_hook) {
+        pool.alloc->TEST_SetAllocationHook(nullptr);
+        continue;
+      }
+      pool.alloc->TEST_SetAllocationHook(
+          [&s, g, tier](BlockId b) { s.allocation_hook(g, tier, b); });
+    }
+  }
+}
+
 SequenceStats BlockManager::Impl::SeqStats(const SeqRecord& rec) const {
   SequenceStats s;
   s.seq_id = rec.id;
   s.num_tokens = rec.num_tokens;
+  s.num_computed_tokens = rec.num_computed;
   s.swapped_out = rec.swapped;
   for (int32_t g = 0; g < num_groups(); ++g) {
     const BlockTable& t = rec.tables[g];

@@ -25,6 +25,7 @@ absl::Status BlockManager::CheckInvariants() const {
       PAGEDKV_RETURN_IF_ERROR(pool->alloc->CheckInvariants());
       const uint32_t n = pool->alloc->num_blocks();
       std::vector<uint32_t> expected(pool->pins.begin(), pool->pins.end());
+      std::vector<uint8_t> computed_by_a_table(G.hashed ? n : 0, 0);
       if (pool->pinned.size() !=
           static_cast<size_t>(std::accumulate(pool->pins.begin(), pool->pins.end(), uint64_t{0}))) {
         return absl::InternalError(absl::StrCat("group ", g, " ", tier, ": pin list has ",
@@ -40,20 +41,35 @@ absl::Status BlockManager::CheckInvariants() const {
                                                   ": table tier does not match its residency"));
         }
         for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) ++expected[t.blocks_[k]];
-        // Hash chain of full pages of resident tables of hashed groups.
-        if (is_gpu && G.hashed) {
-          BlockHash parent = kRootHash;
-          for (int32_t k = 0; k < t.num_tokens_ / s.bs; ++k) {
-            const BlockId b = t.blocks_[k];
-            const BlockHash h = HashPage(
-                parent, absl::MakeConstSpan(&pool->tokens[static_cast<size_t>(b) * s.bs], s.bs),
-                rec->extra_key);
-            if (!(h == pool->hashes[b])) {
-              return absl::InternalError(absl::StrCat("sequence ", id, " page ", k, " (block ", b,
-                                                      "): stored hash does not match its tokens"));
-            }
-            parent = h;
+        if (!G.hashed) continue;
+        // Hash chain of the hashed pages (computed full pages), on either tier.
+        BlockHash parent = kRootHash;
+        for (int32_t k = 0; k < rec->num_hashed_pages; ++k) {
+          const BlockId b = t.blocks_[k];
+          const BlockHash h = HashPage(
+              parent, absl::MakeConstSpan(&pool->tokens[static_cast<size_t>(b) * s.bs], s.bs),
+              rec->hash_key);
+          if (!(h == pool->hashes[b])) {
+            return absl::InternalError(absl::StrCat("sequence ", id, " page ", k, " (block ", b,
+                                                    "): stored hash does not match its tokens"));
           }
+          parent = h;
+        }
+        // Pages this table has computed (its own rewound last page keeps the hash of what it
+        // held, published until an append writes into it).
+        for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
+          const bool rewound_last =
+              k == rec->num_hashed_pages && k == t.num_pages() - 1 && t.num_tokens_ % s.bs != 0;
+          if (k < rec->num_hashed_pages || rewound_last) computed_by_a_table[t.blocks_[k]] = 1;
+        }
+      }
+      // Commit on compute: a published page that tables name was computed by one of them (a
+      // fork's child may name a page its parent computed after the fork).
+      for (BlockId b = 0; b < n && G.hashed; ++b) {
+        if (expected[b] > pool->pins[b] && pool->alloc->is_hashed(b) && !computed_by_a_table[b]) {
+          return absl::InternalError(absl::StrCat("group ", g, " ", tier, " block ", b,
+                                                  " is published but no table naming it has "
+                                                  "computed it"));
         }
       }
       for (BlockId b = 0; b < n; ++b) {
@@ -85,6 +101,12 @@ absl::Status BlockManager::CheckInvariants() const {
     if (static_cast<int32_t>(rec->tables.size()) != s.num_groups()) {
       return absl::InternalError(
           absl::StrCat("sequence ", id, " has ", rec->tables.size(), " tables"));
+    }
+    if (rec->num_computed < 0 || rec->num_computed > rec->num_tokens ||
+        rec->num_hashed_pages != (s.prefix_caching ? rec->num_computed / s.bs : 0)) {
+      return absl::InternalError(absl::StrCat("sequence ", id, ": ", rec->num_computed,
+                                              " computed of ", rec->num_tokens, " tokens, ",
+                                              rec->num_hashed_pages, " hashed pages"));
     }
     for (int32_t g = 0; g < s.num_groups(); ++g) {
       if (!s.groups[g].cross && rec->tables[g].num_tokens_ != rec->num_tokens) {

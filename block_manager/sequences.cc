@@ -30,6 +30,41 @@ void BlockManager::Impl::PlanAppendGroup(const GroupState& G, const BlockTable& 
   *need += NewPages(len, n);
 }
 
+void BlockManager::Impl::PlanDecodeBatch(int32_t g, int64_t* need, int64_t* freed) {
+  const GroupState& G = groups[g];
+  shared_last.clear();
+  shared_window.clear();
+  for (const SeqRecord* rec : scratch_recs) {
+    const BlockTable& t = rec->tables[g];
+    const int32_t len = t.num_tokens_;
+    const int32_t release_to = std::min(WindowReleasePages(G, len), t.num_pages());
+    for (int32_t k = t.first_live_page_; k < release_to; ++k) {
+      const BlockId b = t.blocks_[k];
+      if (G.gpu.alloc->ref_count(b) == 1) {
+        ++*freed;
+      } else {
+        ++shared_window[b];
+      }
+    }
+    int32_t page, off;
+    SplitPos(len, &page, &off);
+    if (off == 0) {
+      ++*need;  // a new page
+    } else if (G.gpu.table_refs(t.blocks_[page]) > 1) {
+      ++shared_last[t.blocks_[page]];
+    }
+  }
+  // Appended one after another, m batch tables sharing a partial last page with r tables in all
+  // copy it m times when r > m (a sharer outside the batch keeps it), m - 1 times when r == m.
+  for (const auto& [b, m] : shared_last) {
+    *need += G.gpu.table_refs(b) > static_cast<uint32_t>(m) ? m : m - 1;
+  }
+  // A window page is freed once every one of its references was a released batch table's.
+  for (const auto& [b, k] : shared_window) {
+    if (G.gpu.alloc->ref_count(b) == static_cast<uint32_t>(k)) ++*freed;
+  }
+}
+
 void BlockManager::Impl::GrowGroup(int32_t g, const SeqRecord& rec, BlockTable& t,
                                    absl::Span<const TokenId> tokens) {
   GroupState& G = groups[g];
@@ -60,7 +95,7 @@ void BlockManager::Impl::GrowGroup(int32_t g, const SeqRecord& rec, BlockTable& 
     t.blocks_.resize(old + new_pages);
     AllocateGpu(g, absl::MakeSpan(t.blocks_.data() + old, new_pages));
   }
-  WriteTokens(G, rec, t, len, tokens);
+  WriteTokens(G, t, len, tokens);
   t.num_tokens_ = len + n;
 }
 
@@ -86,10 +121,10 @@ absl::Status BlockManager::AppendTokens(SeqId seq, absl::Span<const TokenId> tok
   if (rec == nullptr) return Impl::NotFound(seq, "AppendTokens");
   if (rec->swapped) return Impl::Swapped(seq, "AppendTokens");
   const int32_t n = static_cast<int32_t>(tokens.size());
-  if (tokens.size() >
-      static_cast<size_t>(std::numeric_limits<int32_t>::max() / 2 - rec->num_tokens)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("AppendTokens: sequence ", seq, ": ", tokens.size(), " tokens is too many"));
+  if (tokens.size() > static_cast<size_t>(kMaxSequenceTokens - rec->num_tokens)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "AppendTokens: sequence ", seq, " of ", rec->num_tokens, " tokens: appending ",
+        tokens.size(), " would pass the limit of ", kMaxSequenceTokens, " tokens per sequence"));
   }
   if (n == 0) return absl::OkStatus();
   s.scratch_need.assign(s.num_groups(), 0);
@@ -136,10 +171,9 @@ absl::Status BlockManager::AppendTokenBatch(absl::Span<const SeqId> seqs,
     }
     rec->stamp = stamp;
     s.scratch_recs.push_back(rec);
-    for (int32_t g = 0; g < s.num_groups(); ++g) {
-      if (s.groups[g].cross) continue;
-      s.PlanAppendGroup(s.groups[g], rec->tables[g], 1, &s.scratch_need[g], &s.scratch_freed[g]);
-    }
+  }
+  for (int32_t g = 0; g < s.num_groups(); ++g) {
+    if (!s.groups[g].cross) s.PlanDecodeBatch(g, &s.scratch_need[g], &s.scratch_freed[g]);
   }
   if (!seqs.empty()) {
     PAGEDKV_RETURN_IF_ERROR(s.CheckAppendCapacity(seqs[0], 1, s.scratch_need, s.scratch_freed));
@@ -265,8 +299,11 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
   struct NewState {
     size_t beam;
     int32_t num_tokens;
+    int32_t num_computed;
+    int32_t num_hashed_pages;
     bool has_cross;
     uint64_t extra_key;
+    uint64_t hash_key;
     absl::InlinedVector<BlockTable, 2> tables;
   };
   std::vector<NewState> changed;
@@ -274,8 +311,8 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
     const size_t p = static_cast<size_t>(parent_indices[i]);
     if (p == i) continue;
     const SeqRecord* parent = s.scratch_recs[p];
-    changed.push_back(
-        {i, parent->num_tokens, parent->has_cross, parent->extra_key, parent->tables});
+    changed.push_back({i, parent->num_tokens, parent->num_computed, parent->num_hashed_pages,
+                       parent->has_cross, parent->extra_key, parent->hash_key, parent->tables});
   }
   for (const NewState& ns : changed) {
     for (int32_t g = 0; g < s.num_groups(); ++g) {
@@ -293,10 +330,13 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
       rec->tables[g] = std::move(ns.tables[g]);
     }
     rec->num_tokens = ns.num_tokens;
+    rec->num_computed = ns.num_computed;
+    rec->num_hashed_pages = ns.num_hashed_pages;
     rec->has_cross = ns.has_cross;
-    // The pages were computed under the parent's extra key (a request's beams share it anyway);
-    // keeping it keeps the hash chain of later pages consistent with the inherited ones.
+    // The pages were computed under the parent's keys (a request's beams share them anyway);
+    // keeping them keeps the hash chain of later pages consistent with the inherited ones.
     rec->extra_key = ns.extra_key;
+    rec->hash_key = ns.hash_key;
   }
   PAGEDKV_LOG_TRACE("reorder_beams beams={} changed={}", n, changed.size());
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
@@ -349,6 +389,10 @@ absl::Status BlockManager::Rewind(SeqId seq, int32_t num_tokens) {
   PAGEDKV_LOG_TRACE("rewind seq={} from={} to={} released_pages={}", seq, rec->num_tokens,
                     num_tokens, released);
   rec->num_tokens = num_tokens;
+  rec->num_computed = std::min(rec->num_computed, num_tokens);
+  // The page that becomes partial keeps its hash and stays published until an append writes
+  // into it (GrowGroup unhashes or copies it first); it is hashed again once recomputed.
+  rec->num_hashed_pages = std::min(rec->num_hashed_pages, num_tokens / s.bs);
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return absl::OkStatus();
 }

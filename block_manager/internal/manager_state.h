@@ -16,6 +16,7 @@
 #define PAGEDKV_BLOCK_MANAGER_INTERNAL_MANAGER_STATE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/types/span.h"
 #include "pagedkv/allocator/block_allocator.h"
@@ -35,6 +37,28 @@ namespace pagedkv::internal {
 inline int32_t CeilDiv(int64_t a, int32_t b) { return static_cast<int32_t>((a + b - 1) / b); }
 
 // Content metadata, refcounts and pins of one pool (one group on one tier).
+//
+// Page (block) lifecycle of a GPU pool of a prefix-cached group, as predicates on the allocator's
+// ref and hashed bits and the tables that name the page ("computed" = full, and every token in it
+// is below the computed count of a sequence whose table names it):
+//   free                   ref == 0 && !hashed                       on the allocator's free list
+//   allocated-uncomputed   ref >= 1 && !hashed && not computed       K/V not (all) written yet
+//   computed               ref >= 1 && !hashed && computed           written, not findable: a
+//                                                                    partial page, or another block
+//                                                                    already holds its hash
+//   published              ref >= 1 &&  hashed                       findable by prefix lookups
+//   evictable (cached)     ref == 0 &&  hashed                       on the allocator's LRU
+// Calls that move pages:
+//   AllocateGpu (append, admission, CoW, swap-in)  free | evictable -> allocated-uncomputed (an
+//                                    evictable page is offloaded to the host tier first, if any)
+//   MarkComputed                     allocated-uncomputed -> computed -> published
+//   (PublishComputed) AddSequence prefix hit           evictable | published -> published (ref + 1)
+//   Release (Free, Rewind, window)   published -> evictable at ref 0; any unhashed page -> free
+//   GrowGroup into a rewound page    published (ref 1) -> allocated-uncomputed (Unhash first)
+// A published page is never written again while hashed: an append into a shared page copies it
+// first (copy-on-write), and an unshared one is unhashed before the write. Host pools follow the
+// same predicates; their pages are published when they hold a published GPU page's bytes
+// (swap-out, offload of an evicted page).
 struct PoolState {
   std::unique_ptr<BlockAllocator> alloc;  // null for a missing host tier
   // [num_blocks] hash of the full page a block holds; meaningful for full pages of hashed groups.
@@ -55,14 +79,20 @@ struct PoolState {
 };
 
 // One sequence. Lifecycle on BlockManager (unknown -> resident <-> swapped -> unknown).
+// Invariants: 0 <= num_computed <= num_tokens; in a hashed group the pool's hashes[] of the
+// table's pages [0, num_hashed_pages) hold their chain hashes, num_hashed_pages ==
+// num_computed / block_size.
 struct SeqRecord {
   SeqId id = 0;
-  int32_t num_tokens = 0;  // tokens of the self-attention tables
-  bool swapped = false;    // tables name host blocks
-  bool has_cross = false;  // SetCrossAttention was called
+  int32_t num_tokens = 0;        // tokens of the self-attention tables
+  int32_t num_computed = 0;      // leading tokens whose K/V the engine reported written
+  int32_t num_hashed_pages = 0;  // leading pages of the hashed group whose hash is computed
+  bool swapped = false;          // tables name host blocks
+  bool has_cross = false;        // SetCrossAttention was called
   EvictionPriority priority = EvictionPriority::kNormal;
   uint64_t extra_key = 0;
-  uint64_t stamp = 0;                         // scratch for duplicate detection in batch calls
+  uint64_t hash_key = 0;  // the keys mixed into every page hash (extra_key, encoder_key)
+  uint64_t stamp = 0;     // scratch for duplicate detection in batch calls
   absl::InlinedVector<BlockTable, 2> tables;  // one per group
 };
 
@@ -101,6 +131,7 @@ struct BlockManager::Impl {
 
   ModelSpec spec;
   CacheConfig config;
+  std::function<void(int32_t, Tier, BlockId)> allocation_hook;  // TEST_SetAllocationHook
   int32_t bs = 16;
   // Power-of-two block sizes split a token position with a shift and a mask (the decode path does
   // this per sequence; an integer division costs several times more).
@@ -134,6 +165,9 @@ struct BlockManager::Impl {
   std::vector<BlockId> scratch_blocks;
   std::vector<int64_t> scratch_need;
   std::vector<int64_t> scratch_freed;
+  // PlanDecodeBatch: batch tables per shared partial last page, and per shared window page.
+  absl::flat_hash_map<BlockId, int32_t> shared_last;
+  absl::flat_hash_map<BlockId, int32_t> shared_window;
 
   // ---- Small helpers (inline: on the decode path) ---------------------------------------------
   int32_t num_groups() const { return static_cast<int32_t>(groups.size()); }
@@ -197,21 +231,28 @@ struct BlockManager::Impl {
     bool on_host;
     BlockHash hash;
   };
-  // Records tokens[i] as the token of position start + i of table t (GPU), hashing every page
-  // that becomes full.
-  void WriteTokens(GroupState& G, const SeqRecord& rec, BlockTable& t, int32_t start,
-                   absl::Span<const TokenId> tokens);
-  void HashFullPage(GroupState& G, const SeqRecord& rec, BlockTable& t, int32_t page);
+  // Records tokens[i] as the token id of position start + i of table t (GPU; hashed groups).
+  void WriteTokens(GroupState& G, BlockTable& t, int32_t start, absl::Span<const TokenId> tokens);
+  // Hashes the table's pages from rec.num_hashed_pages up to the last full computed page and
+  // publishes each unless another block already holds its hash.
+  void PublishComputed(SeqRecord& rec);
+  // The keys of a sequence mixed into its page hashes. InvalidArgument for a missing encoder key
+  // on a cross-attention model with prefix caching.
+  absl::StatusOr<uint64_t> HashKey(const SequenceOptions& options, SeqId seq, const char* op) const;
   bool TokensEqual(const PoolState& pool, BlockId b, const TokenId* tokens) const;
   // Leading full pages of `prompt` found in the cache (GPU first, then host), confirmed by token
   // ids. Never the page holding the prompt's last token.
-  void MatchPrefix(absl::Span<const TokenId> prompt, uint64_t extra_key, bool count_stats,
+  void MatchPrefix(absl::Span<const TokenId> prompt, uint64_t hash_key, bool count_stats,
                    std::vector<PrefixHit>* hits, int32_t* eligible_pages) const;
 
   // ---- Growth and copy-on-write (sequences.cc) -------------------------------------------------
   // Blocks group g needs to append n tokens to t, and blocks the window release makes available.
   void PlanAppendGroup(const GroupState& G, const BlockTable& t, int32_t n, int64_t* need,
                        int64_t* freed) const;
+  // Exact blocks group g needs (and frees by window release) for one token appended to each of
+  // scratch_recs, as the appends run one after another (forks sharing a partial last page copy
+  // it once fewer than they are when no other table shares it).
+  void PlanDecodeBatch(int32_t g, int64_t* need, int64_t* freed);
   // Appends after the caller checked capacity and ran ReleaseWindow.
   void GrowGroup(int32_t g, const SeqRecord& rec, BlockTable& t, absl::Span<const TokenId> tokens);
   absl::Status CheckAppendCapacity(SeqId seq, int32_t n, absl::Span<const int64_t> need,
