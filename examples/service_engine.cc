@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
   }
   std::map<uint64_t, Request> running;  // includes fork children
   std::vector<uint64_t> to_free;
+  std::vector<uint64_t> computed;  // written in the last step: reported in the next
+  std::vector<int64_t> computed_tokens;
   int finished = 0, steps = 0, forks = 0;
   size_t cow_copies = 0;
   double max_abs_err = 0;
@@ -127,6 +129,8 @@ int main(int argc, char** argv) {
       decode.push_back(id);
       next.push_back(t);
     }
+    // Commit on compute: the K/V written last step is reported, so full pages become shareable.
+    if (!computed.empty()) step.MarkComputed(computed, computed_tokens);
     if (!to_free.empty()) step.Free(to_free);
     if (!decode.empty()) step.AppendBatch(decode, next);
     std::vector<Request> admitted;
@@ -141,7 +145,14 @@ int main(int argc, char** argv) {
     auto result = (*session)->Step(step);
     if (!result.ok()) return Fail("step", result.status());
     // Ops in order: [free], [append_batch], add...
-    size_t op = to_free.empty() ? 0 : 1;
+    size_t op = 0;
+    if (!computed.empty()) {
+      if (!result->op_status[op].ok()) return Fail("mark_computed", result->op_status[op]);
+      ++op;
+    }
+    computed.clear();
+    computed_tokens.clear();
+    if (!to_free.empty()) ++op;
     to_free.clear();
     if (!decode.empty()) {
       if (!result->op_status[op].ok()) return Fail("append_batch", result->op_status[op]);
@@ -194,6 +205,10 @@ int main(int argc, char** argv) {
     std::vector<uint64_t> order = decode;
     for (const Request& r : admitted) {
       if (running.count(r.id)) order.push_back(r.id);
+    }
+    for (uint64_t id : order) {
+      computed.push_back(id);
+      computed_tokens.push_back(static_cast<int64_t>(running[id].tokens.size()));
     }
     const int row = shape.kv_heads * shape.head_dim;
     for (int layer = 0; layer < shape.layers; ++layer) {

@@ -23,22 +23,10 @@ uint64_t Mix64(uint64_t x) {  // splitmix64's finalizer
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-template <typename M>
-absl::Status CallMarkComputedBatch(M& bm, absl::Span<const SeqId> seqs,
-                                   absl::Span<const int64_t> counts) {
-  if constexpr (HasMarkComputed<M>) {
-    return bm.MarkComputedBatch(seqs, counts);
-  } else {
-    return absl::UnimplementedError(
-        "mark_computed: this server's block manager has no MarkComputed yet (commit on compute "
-        "arrives with a later pagedkv); leave the op out: pages are shared once full");
-  }
-}
-
 }  // namespace
 
-uint64_t SaltedExtraKey(uint64_t cache_salt, uint64_t extra_key, uint64_t encoder_key) {
-  return Mix64(Mix64(cache_salt ^ Mix64(extra_key)) ^ (encoder_key * 0xff51afd7ed558ccdull));
+uint64_t SaltedExtraKey(uint64_t cache_salt, uint64_t extra_key) {
+  return Mix64(cache_salt ^ Mix64(extra_key));
 }
 
 uint64_t NamespaceSalt(std::string_view cache_namespace, uint64_t session_id) {
@@ -257,7 +245,8 @@ absl::Status StepRunner::Add(const v1::AddOp& op, v1::OpResult* result) {
   const SeqId seq = host_.NewSeqId();
   names_.emplace_back(seq, op.seq());
   SequenceOptions options;
-  options.extra_key = SaltedExtraKey(session_.cache_salt, op.extra_key(), op.encoder_key());
+  options.extra_key = SaltedExtraKey(session_.cache_salt, op.extra_key());
+  if (op.has_encoder_key()) options.encoder_key = op.encoder_key();
   absl::StatusOr<AdmitInfo> info = bm_.AddSequence(seq, op.prompt(), options);
   if (!info.ok()) return Translate(info.status());
   session_.seqs.emplace(op.seq(), seq);
@@ -304,7 +293,7 @@ absl::Status StepRunner::MarkComputed(const v1::MarkComputedOp& op) {
         " counts; give one num_computed_tokens per sequence"));
   }
   PAGEDKV_RETURN_IF_ERROR(ResolveList(op.seqs(), "mark_computed", &scratch_));
-  return Translate(CallMarkComputedBatch(bm_, scratch_, op.num_computed_tokens()));
+  return Translate(bm_.MarkComputedBatch(scratch_, op.num_computed_tokens()));
 }
 
 absl::Status StepRunner::Fork(const v1::ForkOp& op) {

@@ -30,12 +30,12 @@ absl::Status StepResult::FirstError() const {
 // ---- StepBuilder --------------------------------------------------------------------------------
 
 StepBuilder& StepBuilder::Add(uint64_t seq, absl::Span<const TokenId> prompt, uint64_t extra_key,
-                              uint64_t encoder_key) {
+                              std::optional<uint64_t> encoder_key) {
   v1::AddOp* op = request_.add_ops()->mutable_add();
   op->set_seq(seq);
   op->mutable_prompt()->Add(prompt.begin(), prompt.end());
   op->set_extra_key(extra_key);
-  op->set_encoder_key(encoder_key);
+  if (encoder_key.has_value()) op->set_encoder_key(*encoder_key);
   return *this;
 }
 

@@ -8,7 +8,6 @@
 #ifndef PAGEDKV_SERVICE_INTERNAL_STEP_RUNNER_H_
 #define PAGEDKV_SERVICE_INTERNAL_STEP_RUNNER_H_
 
-#include <concepts>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -26,18 +25,9 @@
 
 namespace pagedkv::service::internal {
 
-// Whether the block manager has commit-on-compute (MarkComputed / MarkComputedBatch). Until it
-// does, mark_computed ops answer UNIMPLEMENTED.
-template <typename M>
-concept HasMarkComputed = requires(M& m, absl::Span<const SeqId> seqs,
-                                   absl::Span<const int64_t> counts) {
-  { m.MarkComputedBatch(seqs, counts) } -> std::same_as<absl::Status>;
-};
-inline constexpr bool kManagerHasMarkComputed = HasMarkComputed<BlockManager>;
-
-// The extra_key the manager sees: the session's namespace salt, the client's extra key and the
-// encoder key, mixed (64-bit; a collision between namespaces needs a 64-bit hash collision).
-uint64_t SaltedExtraKey(uint64_t cache_salt, uint64_t extra_key, uint64_t encoder_key);
+// The extra_key the manager sees: the session's namespace salt and the client's extra key, mixed
+// (64-bit; pages of two namespaces could meet only through a 64-bit hash collision).
+uint64_t SaltedExtraKey(uint64_t cache_salt, uint64_t extra_key);
 // The salt of a named namespace (same name, same salt) and of a private one (unique per session).
 uint64_t NamespaceSalt(std::string_view cache_namespace, uint64_t session_id);
 

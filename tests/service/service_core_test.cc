@@ -298,7 +298,12 @@ TEST_F(CoreTest, CrossAttentionOnAnEncoderDecoderModel) {
   Make(o);
   v1::SessionRef s = Open("a");
   StepBuilder step;
-  step.Add(1, Tokens(3)).SetCrossAttention(1, 10).Batch(1, 10).Groups(std::vector<int32_t>{1});
+  step.Add(1, Tokens(3));  // prefix caching on an encoder-decoder model needs the encoder key
+  ExpectFails(s, step, absl::StatusCode::kInvalidArgument, "encoder");
+  step.Add(1, Tokens(3), 0, /*encoder_key=*/77)
+      .SetCrossAttention(1, 10)
+      .Batch(1, 10)
+      .Groups(std::vector<int32_t>{1});
   StepResult r = Step(s, step);
   PAGEDKV_ASSERT_OK(r.FirstError());
   ASSERT_EQ(r.layouts.size(), 1u);
@@ -308,23 +313,35 @@ TEST_F(CoreTest, CrossAttentionOnAnEncoderDecoderModel) {
   ExpectFails(s, step, absl::StatusCode::kFailedPrecondition, "");
 }
 
-TEST_F(CoreTest, MarkComputedIsForwardedOrUnimplemented) {
+TEST_F(CoreTest, MarkComputedPublishesPagesAndIsMonotone) {
   v1::SessionRef s = Open("a");
   StepBuilder step;
-  step.Add(1, Tokens(8));
+  step.Add(1, Tokens(9));
   PAGEDKV_ASSERT_OK(Op(s, step));
-  const std::vector<uint64_t> seqs = {1};
-  const std::vector<int64_t> counts = {8};
-  step.MarkComputed(seqs, counts);
-  absl::Status st = Op(s, step);
-  if (kManagerHasMarkComputed) {
-    PAGEDKV_ASSERT_OK(st);
-  } else {
-    EXPECT_EQ(st.code(), absl::StatusCode::kUnimplemented) << st;
-  }
-  const std::vector<int64_t> two = {8, 8};
-  step.MarkComputed(seqs, two);
+  // Not computed yet: a second sequence with the same prompt finds nothing to share.
+  step.Add(2, Tokens(9));
+  StepResult r = Step(s, step);
+  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 0);
+  const std::vector<uint64_t> one = {1};
+  step.MarkComputed(one, std::vector<int64_t>{9});
+  PAGEDKV_ASSERT_OK(Op(s, step));
+  step.Add(3, Tokens(9));
+  r = Step(s, step);
+  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 8);  // two full computed pages
+  step.MarkComputed(one, std::vector<int64_t>{4});
+  ExpectFails(s, step, absl::StatusCode::kInvalidArgument, "");  // below the computed count
+  step.MarkComputed(one, std::vector<int64_t>{10});
+  ExpectFails(s, step, absl::StatusCode::kInvalidArgument, "");  // beyond the tokens
+  step.MarkComputed(std::vector<uint64_t>{1, 1}, std::vector<int64_t>{9, 9});
+  ExpectFails(s, step, absl::StatusCode::kInvalidArgument, "listed twice");
+  step.MarkComputed(one, std::vector<int64_t>{9, 9});
   ExpectFails(s, step, absl::StatusCode::kInvalidArgument, "one num_computed_tokens per sequence");
+  step.MarkComputed(std::vector<uint64_t>{44}, std::vector<int64_t>{1});
+  ExpectFails(s, step, absl::StatusCode::kNotFound, "sequence 44");
+  step.SwapOut(std::vector<uint64_t>{2});
+  PAGEDKV_ASSERT_OK(Op(s, step));
+  step.MarkComputed(std::vector<uint64_t>{2}, std::vector<int64_t>{9});
+  ExpectFails(s, step, absl::StatusCode::kFailedPrecondition, "");
 }
 
 TEST_F(CoreTest, EveryOpErrorHasItsCodeAndLeavesStateUnchanged) {
@@ -477,28 +494,22 @@ TEST_F(CoreTest, PrefixCacheIsSharedOnlyWithinANamespace) {
   v1::SessionRef b = Open("b");
   v1::SessionRef c = Open("c", 0, "tenant-1");
   v1::SessionRef d = Open("d", 0, "tenant-1");
-  StepBuilder step;
-  step.Add(1, prompt);
-  StepResult r = Step(a, step);
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 0);
-  step.Add(2, prompt);
-  r = Step(a, step);  // the same session shares its own prefix
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 12);
-  step.Add(1, prompt);
-  r = Step(b, step);  // a private namespace of its own: no hit
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 0);
-  step.Add(1, prompt);
-  r = Step(c, step);
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 0);
-  step.Add(1, prompt);
-  r = Step(d, step);  // same named namespace: hit
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 12);
-  step.Add(2, prompt, /*extra_key=*/5);
-  r = Step(d, step);  // another extra key: no hit
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 0);
-  step.Add(3, prompt, 0, /*encoder_key=*/5);
-  r = Step(d, step);  // another encoder input: no hit
-  EXPECT_EQ(r.op_results[0].num_cached_tokens(), 0);
+  // Admits `prompt` as `seq` with the keys given, reports it computed, returns the cached tokens.
+  const auto add = [&](const v1::SessionRef& s, uint64_t seq, uint64_t extra_key = 0) {
+    StepBuilder step;
+    step.Add(seq, prompt, extra_key);
+    StepResult r = Step(s, step);
+    EXPECT_TRUE(r.op_status[0].ok()) << r.op_status[0];
+    step.MarkComputed(std::vector<uint64_t>{seq}, std::vector<int64_t>{13});
+    EXPECT_TRUE(Op(s, step).ok());
+    return r.op_results[0].num_cached_tokens();
+  };
+  EXPECT_EQ(add(a, 1), 0);
+  EXPECT_EQ(add(a, 2), 12);  // the same session shares its own prefix
+  EXPECT_EQ(add(b, 1), 0);   // a namespace of its own: no hit
+  EXPECT_EQ(add(c, 1), 0);
+  EXPECT_EQ(add(d, 1), 12);                  // the same named namespace: hit
+  EXPECT_EQ(add(d, 2, /*extra_key=*/5), 0);  // another extra key: no hit
 }
 
 // ---- Leases and quarantine -----------------------------------------------------------------

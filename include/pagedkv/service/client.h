@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,8 +60,10 @@ struct StepResult {
 // Assembles one Step request. Ids are the session's own.
 class StepBuilder {
  public:
+  // encoder_key: identity of the encoder input (required on encoder-decoder models with prefix
+  // caching).
   StepBuilder& Add(uint64_t seq, absl::Span<const TokenId> prompt, uint64_t extra_key = 0,
-                   uint64_t encoder_key = 0);
+                   std::optional<uint64_t> encoder_key = std::nullopt);
   StepBuilder& Append(uint64_t seq, absl::Span<const TokenId> tokens);
   StepBuilder& AppendBatch(absl::Span<const uint64_t> seqs, absl::Span<const TokenId> tokens);
   StepBuilder& MarkComputed(absl::Span<const uint64_t> seqs,
