@@ -10,6 +10,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest python3-numpy
+  # the service (pagedkv serve): gRPC and protobuf, C++ and Python, code generators included
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  python3-grpcio python3-protobuf
   chromium  # headless browser test of report.html (tests/browser; skipped when absent)
 )
 # Extra packages can be passed as arguments.

@@ -80,11 +80,12 @@ void BlockLedger::TransferTo(SeqId seq, BlockLedger& other) {
   other.shadows_.emplace(seq, std::move(shadow));
 }
 
-int64_t BlockLedger::LivePages(SeqId seq) const {
+int64_t BlockLedger::LivePages(SeqId seq, Tier tier) const {
   auto it = shadows_.find(seq);
   if (it == shadows_.end()) return 0;
   int64_t pages = 0;
   for (const GroupShadow& g : it->second) {
+    if (g.tier != tier) continue;
     for (BlockId b : g.blocks) pages += b != kInvalidBlockId;
   }
   return pages;

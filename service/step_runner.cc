@@ -345,7 +345,7 @@ absl::Status StepRunner::Free(const v1::FreeOp& op) {
 absl::Status StepRunner::SwapOut(const v1::SwapOutOp& op) {
   PAGEDKV_RETURN_IF_ERROR(ResolveList(op.seqs(), "swap_out", &scratch_));
   int64_t need = 0;
-  for (SeqId seq : scratch_) need += session_.ledger.LivePages(seq);
+  for (SeqId seq : scratch_) need += session_.ledger.LivePages(seq, Tier::kGpu);
   PAGEDKV_RETURN_IF_ERROR(CheckQuota(Tier::kHost, need, "swap_out"));
   PAGEDKV_RETURN_IF_ERROR(Translate(bm_.SwapOut(scratch_)));
   for (SeqId seq : scratch_) session_.ledger.Sync(bm_, seq);
@@ -355,7 +355,7 @@ absl::Status StepRunner::SwapOut(const v1::SwapOutOp& op) {
 absl::Status StepRunner::SwapIn(const v1::SwapInOp& op) {
   PAGEDKV_RETURN_IF_ERROR(ResolveList(op.seqs(), "swap_in", &scratch_));
   int64_t need = 0;
-  for (SeqId seq : scratch_) need += session_.ledger.LivePages(seq);
+  for (SeqId seq : scratch_) need += session_.ledger.LivePages(seq, Tier::kHost);
   PAGEDKV_RETURN_IF_ERROR(CheckQuota(Tier::kGpu, need, "swap_in"));
   PAGEDKV_RETURN_IF_ERROR(Translate(bm_.SwapIn(scratch_)));
   for (SeqId seq : scratch_) session_.ledger.Sync(bm_, seq);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -111,6 +112,10 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   if (int rc = ParseOrReport(parser, args, ctx); rc != kExitOk) {
     return rc == kHelpShown ? kExitOk : rc;
   }
+  // A daemon says what it serves: info unless --log-level or PAGEDKV_LOG chose a level.
+  if (!parser.IsSet("log-level") && std::getenv("PAGEDKV_LOG") == nullptr) {
+    SetLogLevel("info").IgnoreError();
+  }
   const auto usage = [&](std::string message) {
     return ReportError(ctx, kCommand, absl::InvalidArgumentError(message), kExitUsage);
   };
@@ -202,7 +207,7 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) != 0) {
   }
-  PAGEDKV_LOG_WARN("serve draining signal={} drain_s={}",
+  PAGEDKV_LOG_INFO("serve draining signal={} drain_s={}",
                    signal_number == SIGTERM ? "SIGTERM" : "SIGINT", cfg.drain_seconds);
   (*server)->Shutdown(cfg.drain_seconds);
   server->reset();

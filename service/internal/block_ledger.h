@@ -38,8 +38,9 @@ class BlockLedger {
 
   // Distinct blocks of `tier` (kGpu or kHost) named by the tracked sequences.
   uint32_t used(Tier tier) const { return used_[TierIndex(tier)]; }
-  // Live pages of `seq` over all groups (0 when unknown); an upper bound of the blocks it holds.
-  int64_t LivePages(SeqId seq) const;
+  // Live pages of `seq` over all groups whose table is on `tier` (0 when unknown): an upper bound
+  // of the blocks of that tier it holds (what a swap of it would need on the other tier).
+  int64_t LivePages(SeqId seq, Tier tier) const;
   int64_t num_sequences() const { return static_cast<int64_t>(shadows_.size()); }
   bool Tracks(SeqId seq) const { return shadows_.contains(seq); }
 
