@@ -3,6 +3,8 @@
 # Usage: scripts/test.sh [--sanitize address,undefined|thread] [ctest args...]
 #   default:      build/test   (RelWithDebInfo, expensive debug checks on, CUDA sources compiled if nvcc is found)
 #   --sanitize S: build/<S>    (Debug-ish build under the sanitizer, CUDA off)
+#   -L LABEL:     runs the tests of one label; when the build defines a target tests_<LABEL> (e.g.
+#                 tests_service), only that target is built instead of everything
 # Installs missing Debian packages first; a second run rebuilds only what changed.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +21,20 @@ else
   opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPAGEDKV_DEBUG_LEVEL=2 -DPAGEDKV_CUDA=OFF
         "-DPAGEDKV_SANITIZE=$sanitize")
 fi
-"$root/scripts/configure_build.sh" "$build_dir" -- "${opts[@]}"
+# -L LABEL with a tests_<LABEL> target: build just what that label runs.
+label=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  if [ "${args[$i]}" = "-L" ] && [ $((i + 1)) -lt ${#args[@]} ]; then label="${args[$((i + 1))]}"; fi
+done
+targets=()
+if [ -n "$label" ]; then
+  "$root/scripts/configure_build.sh" "$build_dir" pagedkv_core -- "${opts[@]}"
+  if cmake --build "$build_dir" --target help | grep -q "^tests_${label}:"; then
+    targets=("tests_${label}")
+  fi
+fi
+"$root/scripts/configure_build.sh" "$build_dir" "${targets[@]}" -- "${opts[@]}"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"

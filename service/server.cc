@@ -127,6 +127,41 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
+absl::StatusOr<std::string> Server::Check(const ServerOptions& options) {
+  if (!options.listen_address.empty() && options.token.empty()) {
+    return absl::InvalidArgumentError(
+        "TCP (--listen) needs a bearer token: give --token-file with a non-empty token");
+  }
+  PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<ServiceCore> core, ServiceCore::Create(options));
+  std::string text;
+  for (const ModelOptions& m : options.models) {
+    v1::DescribeModelRequest request;
+    request.set_model(m.name.empty() ? m.spec.name : m.name);
+    v1::DescribeModelResponse d;
+    PAGEDKV_RETURN_IF_ERROR(core->DescribeModel(request, &d));
+    absl::StrAppend(&text, "model ", d.model().name(), ": ", d.model().num_layers(), " layers, ",
+                    d.model().groups_size(), " KV group(s), block size ", d.model().block_size(),
+                    " tokens, prefix caching ", d.model().prefix_caching() ? "on" : "off", "\n");
+    for (const v1::PoolHandle& p : d.model().pools()) {
+      absl::StrAppend(&text, "  pool group ", p.group(), " ", p.tier(), ": ", p.num_blocks(),
+                      " blocks x ", p.bytes_per_block(),
+                      " bytes = ", uint64_t{p.num_blocks()} * p.bytes_per_block(), " bytes, ",
+                      p.backend(), p.kind() == v1::POOL_KIND_MEMFD ? " (shared with engines)" : "",
+                      "\n");
+    }
+  }
+  absl::StrAppend(&text, "socket ", options.socket_path.empty() ? "-" : options.socket_path,
+                  ", pool socket ",
+                  options.socket_path.empty() ? "-" : options.socket_path + ".pools", ", tcp ",
+                  options.listen_address.empty() ? "-" : options.listen_address, "\n");
+  absl::StrAppend(&text, "leases ", options.limits.default_lease_seconds, " s (",
+                  options.limits.min_lease_seconds, "..", options.limits.max_lease_seconds,
+                  "), quarantine ", options.limits.quarantine_seconds, " s, at most ",
+                  options.limits.max_sessions, " sessions, messages up to ",
+                  options.max_message_bytes, " bytes\n");
+  return text;
+}
+
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Server::~Server() { Shutdown(0); }

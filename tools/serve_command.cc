@@ -56,6 +56,7 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   int64_t max_ops_per_step = defaults.server.limits.max_ops_per_step;
   uint64_t max_message_bytes = static_cast<uint64_t>(defaults.server.max_message_bytes);
   int64_t testing_step_delay_ms = 0;
+  bool check = false;
 
   ArgParser parser(std::string(kCommand),
                    "Serve the KV-cache manager over gRPC: engine processes open sessions, send "
@@ -97,6 +98,8 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
                   &max_message_bytes, "64MiB");
   parser.AddDouble("drain-seconds", "S", "on SIGTERM, how long calls in flight may take",
                    &drain_seconds);
+  parser.AddBool("check", "build the models and pools, print what would be served, and exit",
+                 &check);
   parser.AddString("ready-file", "FILE",
                    "write {pid, socket, pool_socket, tcp_port} as JSON once serving", &ready_file,
                    "");
@@ -106,6 +109,7 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   parser.SetEpilog(
       "Examples:\n"
       "  pagedkv serve --model llama-3-8b --gpu-blocks 4096 --host-blocks 1024\n"
+      "  pagedkv serve --model llama-3-8b --gpu-blocks 4096 --gpu-tier virtual --check\n"
       "  pagedkv serve --config serve.json --socket /run/pagedkv/kv.sock\n"
       "  pagedkv serve --model qwen2.5-1.5b --gpu-blocks 2048 --listen 127.0.0.1:7070 "
       "--token-file token.txt\n");
@@ -182,6 +186,17 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
     absl::StatusOr<std::string> token = ReadTokenFile(cfg.token_file);
     if (!token.ok()) return ReportError(ctx, kCommand, token.status(), kExitUsage);
     o.token = *token;
+  }
+
+  if (check) {
+    absl::StatusOr<std::string> summary = service::Server::Check(o);
+    if (!summary.ok()) {
+      const int code =
+          summary.status().code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitFailure;
+      return ReportError(ctx, kCommand, summary.status(), code);
+    }
+    ctx.out << *summary;
+    return kExitOk;
   }
 
   // SIGTERM and SIGINT are taken by sigwait below: block them before any thread starts, so that

@@ -74,6 +74,9 @@ class Server {
   // path that is too long); the model's own errors from BlockManager::Create; Unavailable when a
   // socket cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(ServerOptions options);
+  // Builds every model's manager and pools as Start would, binds nothing, and describes what
+  // would be served (one line per model and pool). The errors of Start except Unavailable.
+  static absl::StatusOr<std::string> Check(const ServerOptions& options);
   ~Server();  // Shutdown(0) unless done
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
