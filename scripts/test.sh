@@ -30,7 +30,7 @@ done
 targets=()
 if [ -n "$label" ]; then
   "$root/scripts/configure_build.sh" "$build_dir" pagedkv_core -- "${opts[@]}"
-  if cmake --build "$build_dir" --target help | grep -q "^tests_${label}:"; then
+  if ninja -C "$build_dir" -t targets all 2>/dev/null | grep "^tests_${label}:" >/dev/null; then
     targets=("tests_${label}")
   fi
 fi
