@@ -66,7 +66,7 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
                    "model preset or model JSON file to serve (or use --config)", &model_name, "");
   parser.AddString("name", "NAME", "the name sessions ask for", &served_name, "the model's name");
   parser.AddInt("gpu-blocks", "N", "blocks per KV group in the GPU pool; required with --model",
-                &gpu_blocks, 1, CacheConfig::kMaxBlockSizeTokens * int64_t{4096}, "");
+                &gpu_blocks, 1, int64_t{kInvalidBlockId} - 1, "");
   parser.AddInt("host-blocks", "N", "blocks per KV group in the host pool (swap, 2nd-level cache)",
                 &host_blocks, 0);
   parser.AddInt("block-size", "TOKENS", "tokens per KV block", &block_size, 1,
