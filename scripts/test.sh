@@ -38,5 +38,7 @@ fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# gRPC, protobuf and Abseil are not built with TSan: see the suppression file for what it hides.
+export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$root/tests/service/tsan.supp:ignore_noninstrumented_modules=1:second_deadlock_stack=1}"
 cd "$build_dir"
 ctest --output-on-failure --parallel "${PAGEDKV_JOBS:-$(nproc)}" "$@"

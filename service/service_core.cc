@@ -25,9 +25,16 @@ constexpr auto kMaxLockWait = std::chrono::seconds(60);
 int64_t SecondsToNs(double seconds) { return static_cast<int64_t>(std::llround(seconds * 1e9)); }
 
 absl::StatusOr<std::unique_lock<std::timed_mutex>> LockModel(ModelHost& host, Deadline deadline) {
-  deadline = std::min(deadline, std::chrono::steady_clock::now() + kMaxLockWait);
+  const auto now = std::chrono::steady_clock::now();
+  deadline = std::min(deadline, now + kMaxLockWait);
   std::unique_lock lock(host.mu(), std::defer_lock);
-  if (!lock.try_lock_until(deadline)) {
+  // A system_clock deadline: libstdc++ then waits with pthread_mutex_timedlock, which
+  // ThreadSanitizer understands (with a steady_clock deadline it uses pthread_mutex_clocklock,
+  // which this toolchain's TSan does not intercept, so every Step would look unlocked to it).
+  const auto until =
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(deadline - now);
+  if (!lock.try_lock_until(until)) {
     return absl::DeadlineExceededError(
         absl::StrCat("model '", host.name(),
                      "' stayed busy past the call's deadline; retry with a longer "
