@@ -10,7 +10,8 @@
 // Counters: p50_us / p99_us per step (client side), steps_per_s (all clients), leaked_blocks
 // (GPU blocks still in use after every session closed: must be 0). docs/performance.md has the
 // figures and the command; build with PAGEDKV_DEBUG_LEVEL=0 for real figures (level 2 checks
-// every invariant after every mutation, so sizes shrink 16x there for the CTest smoke run).
+// every invariant after every mutation, so there prompts, steps and the rewind period shrink 16x
+// and each client decodes 16 sequences, for the CTest smoke run).
 #include <unistd.h>
 
 #include <algorithm>
@@ -38,9 +39,9 @@ constexpr int kShrink = 16;
 #else
 constexpr int kShrink = 1;
 #endif
-constexpr int kSeqs = 64;
+constexpr int kSeqs = kShrink > 1 ? 16 : 64;  // per client
 constexpr int kPromptTokens = 1024 / kShrink;
-constexpr int kRewindEvery = 256;  // steps; keeps every sequence near the prompt length
+constexpr int kRewindEvery = 256 / kShrink;  // steps; keeps every sequence near the prompt length
 constexpr int kBlockSize = 16;
 using Clock = std::chrono::steady_clock;
 
