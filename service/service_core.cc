@@ -126,7 +126,10 @@ absl::Status ServiceCore::OpenSession(const v1::OpenSessionRequest& request,
   const uint32_t gpu_total = host->gpu_blocks() * static_cast<uint32_t>(host->num_groups());
   const uint32_t host_total = host->host_blocks() * static_cast<uint32_t>(host->num_groups());
   auto session = std::make_shared<Session>();
-  session->client_name = request.client_name().substr(0, 128);
+  // Printable ASCII only, at most 128 bytes: the name goes into log lines.
+  for (char c : request.client_name().substr(0, 128)) {
+    session->client_name.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  }
   session->model = host;
   session->gpu_quota =
       request.gpu_block_quota() == 0 ? gpu_total : std::min(request.gpu_block_quota(), gpu_total);

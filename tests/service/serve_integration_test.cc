@@ -148,7 +148,7 @@ TEST_F(ServeTest, EveryRpcOverTheUnixSocket) {
   EXPECT_EQ(Stats().sessions_closed(), 1u);
 }
 
-TEST_F(ServeTest, TcpNeedsTheBearerTokenAndListensOnLoopback) {
+TEST_F(ServeTest, TcpNeedsTheBearerToken) {
   const std::string token_file = serve_.dir().File("token");
   ASSERT_TRUE(WriteFile(token_file, "s3cret-token\n"));
   chmod(token_file.c_str(), 0600);
