@@ -52,19 +52,21 @@ def test_dense_reference_cache_matches_a_full_forward(model):
 
 # Pools small enough that greedy, n = 2 and beam-search requests all get preempted (the
 # workload and the scheduler are deterministic; the test checks that they were).
-@pytest.mark.parametrize("preemption,block_size,pool_blocks,max_num_seqs", [
-    ("swap", 16, 56, 16),
-    ("recompute", 8, 96, 8),
+# kernels 'raw' runs the CUDA code path (pagedkv.raw on tensor addresses) with the CPU kernels.
+@pytest.mark.parametrize("preemption,block_size,pool_blocks,max_num_seqs,kernels", [
+    ("swap", 16, 56, 16, "auto"),
+    ("recompute", 8, 96, 8, "auto"),
+    ("swap", 16, 56, 16, "raw"),
 ])
 def test_mixed_requests_match_dense(model, requests, reference, preemption, block_size,
-                                    pool_blocks, max_num_seqs):
+                                    pool_blocks, max_num_seqs, kernels):
     """Every feature at once on a small pool: the engine must preempt, hit the prefix cache,
     copy-on-write, chunk prefills, fork and reorder beams, and still match dense exactly."""
     engine = Engine(model, EngineConfig(
         block_size=block_size, num_gpu_blocks=pool_blocks,
         num_host_blocks=200 if preemption == "swap" else 0, preemption=preemption,
         max_num_seqs=max_num_seqs, max_num_batched_tokens=128, enable_prefix_caching=True,
-        record_logits=True, check_tokens=True))
+        record_logits=True, check_tokens=True, kernels=kernels))
     for r in requests:
         engine.add_request(r)
     outputs = engine.run()
@@ -112,10 +114,12 @@ def test_pools_are_pagedkv_memory_seen_by_torch_without_copy(model):
                                        atol=1e-6)
     engine.run()
     assert_all_blocks_free_or_cached(bm)
+    raw = Engine(model, EngineConfig(num_gpu_blocks=16, kernels="raw"))
+    assert raw.kv.gpu_tensor.data_ptr() == raw.bm.pool_ptr(0, pagedkv.Tier.GPU)
 
 
-@pytest.mark.parametrize("k", [1, 4])
-def test_speculative_decoding_returns_target_greedy(model, requests, k):
+@pytest.mark.parametrize("k,kernels", [(1, "auto"), (4, "auto"), (4, "raw")])
+def test_speculative_decoding_returns_target_greedy(model, requests, k, kernels):
     """A one-layer draft (the target's first layer) proposes k tokens; the target verifies them
     in one extend step; rejected ones are rewound. Output == the target's greedy output."""
     greedy = [Request(r.request_id, r.prompt, r.max_new_tokens) for r in requests]
@@ -123,7 +127,7 @@ def test_speculative_decoding_returns_target_greedy(model, requests, k):
     want = {r.request_id: ref.generate(r.prompt, r.max_new_tokens) for r in greedy}
     spec = SpeculativeDecoder(model, model.truncated(1), num_speculative_tokens=k,
                               block_size=16, num_blocks=160, max_num_seqs=8,
-                              record_logits=True)
+                              kernels=kernels, record_logits=True)
     outputs = spec.generate(greedy)
     max_err = 0.0
     for r in greedy:

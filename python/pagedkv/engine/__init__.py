@@ -31,12 +31,12 @@ from .config import ModelConfig
 from .dense import DenseDecoder, DenseKVCache, DenseReference, sdpa
 from .engine import Engine, EngineConfig, Request, RequestOutput
 from .model import LlamaModel
-from .paged_kv import CpuPagedKV, CudaPagedKV, make_paged_kv
+from .paged_kv import CpuPagedKV, CudaPagedKV, RawPagedKV, make_paged_kv
 from .safetensors import SafetensorsError, load_safetensors, save_safetensors
 from .sampling import GREEDY, SamplingParams
 from .speculative import SpeculativeDecoder
 
 __all__ = ["ModelConfig", "LlamaModel", "Engine", "EngineConfig", "Request", "RequestOutput",
            "SamplingParams", "GREEDY", "DenseReference", "DenseKVCache", "DenseDecoder", "sdpa",
-           "SpeculativeDecoder", "CpuPagedKV", "CudaPagedKV", "make_paged_kv",
+           "SpeculativeDecoder", "CpuPagedKV", "CudaPagedKV", "RawPagedKV", "make_paged_kv",
            "load_safetensors", "save_safetensors", "SafetensorsError"]

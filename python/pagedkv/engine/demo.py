@@ -98,10 +98,8 @@ def load_model(args):
 
 
 def bookkeeping(engine):
-    """(pagedkv bookkeeping seconds, step seconds): Scheduler.step + complete_step (the
-    BlockManager's appends, forks, beam reorders, mark_computed, frees) + build_batch."""
-    t = engine.timing
-    return t["schedule_s"] + t["complete_s"] + t["layout_s"], t["step_s"]
+    """(pagedkv bookkeeping seconds, step seconds) over every step (Engine._bookkeeping_s)."""
+    return engine._bookkeeping_s(), engine.timing["step_s"]
 
 
 def fmt(fields):
@@ -185,10 +183,19 @@ def compare_dense(args, model):
     book, step = bookkeeping(engine)
     print(f"compare-dense: batch {b}, prompts {min(map(len, prompts))}.."
           f"{max(map(len, prompts))} tokens, {new} new tokens each, greedy")
+    t = engine.timing
     print(fmt(dict(paged_decode_tokens_per_s=paged_tps, dense_decode_tokens_per_s=dense_tps,
-                   paged_over_dense=paged_tps / dense_tps, same_tokens=same,
-                   paged_bookkeeping_share=book / step,
-                   paged_attention_kernels_share=engine.kv.timing["attention_s"] / step)))
+                   paged_over_dense=paged_tps / dense_tps, same_tokens=same)))
+    # Attention alone (cache write + attention) per decoded token, and where a paged decode
+    # step's time goes.
+    tokens = engine.counts["decode_step_tokens"]
+    print(fmt(dict(
+        paged_attention_us_per_token=1e6 * t["decode_attention_s"] / tokens,
+        dense_attention_us_per_token=1e6 * dense.timing["decode_attention_s"] /
+        dense.decode_tokens,
+        paged_decode_bookkeeping_share=t["decode_bookkeeping_s"] / t["decode_steps_s"],
+        paged_decode_attention_share=t["decode_attention_s"] / t["decode_steps_s"],
+        paged_bookkeeping_share_all_steps=book / step)))
     if not same:
         raise RuntimeError("paged and dense decoding chose different tokens")
 

@@ -143,7 +143,8 @@ class DenseDecoder:
 
     def __init__(self, model):
         self.model = model
-        self.timing = {"prefill_s": 0.0, "decode_s": 0.0}
+        # decode_attention_s: the decode steps' cache writes and sdpa() calls.
+        self.timing = {"prefill_s": 0.0, "decode_s": 0.0, "decode_attention_s": 0.0}
         self.decode_tokens = 0
 
     def generate(self, prompts, max_new_tokens):
@@ -176,13 +177,16 @@ class DenseDecoder:
             mask = visible[:, None, None, :]  # [B, 1, 1, S]
 
             def attend(layer, q, k, v):
+                t_attn = time.perf_counter()
                 k_cache[layer, batch_index, :, pos] = k
                 v_cache[layer, batch_index, :, pos] = v
                 # GQA without copying the cache: the `group` query heads of a KV head are
                 # that head's query rows ([B, kv_heads, group, D] against [B, kv_heads, S, D]).
                 out = sdpa(q.view(batch, cfg.num_kv_heads, group, cfg.head_dim),
                            k_cache[layer, :, :, :end], v_cache[layer, :, :, :end], mask)
-                return out.reshape(batch, cfg.num_q_heads, cfg.head_dim)
+                out = out.reshape(batch, cfg.num_q_heads, cfg.head_dim)
+                self.timing["decode_attention_s"] += time.perf_counter() - t_attn
+                return out
 
             ids = torch.tensor([o[-1] for o in outputs], dtype=torch.int64, device=model.device)
             logits = model.forward(ids, pos, attend)

@@ -81,6 +81,9 @@ class EngineConfig:
     device: str = "cpu"
     kv_dtype: Optional[str] = None  # default: the model's dtype (fp32 / fp16 / bf16)
     num_threads: int = 1  # CPU attention threads (CpuWorkerPool)
+    # 'auto': NumPy-array kernels on the CPU, pagedkv.raw (CUDA) on a GPU; 'raw' runs the
+    # raw-address path on the CPU too (paged_kv.RawPagedKV), to test it without a GPU.
+    kernels: str = "auto"
     record_logits: bool = False  # keep every logits row a token was chosen from (tests)
     check_tokens: bool = False  # cross-check the engine's token bookkeeping every step (tests)
 
@@ -175,7 +178,8 @@ class Engine:
             max_num_batched_tokens=config.max_num_batched_tokens,
             enable_chunked_prefill=config.enable_chunked_prefill,
             preemption_mode=config.preemption), self.policy)
-        self.kv = make_paged_kv(self.bm, self.spec, config.device, config.num_threads)
+        self.kv = make_paged_kv(self.bm, self.spec, config.device, config.num_threads,
+                                config.kernels)
         self._states: Dict[int, _RequestState] = {}
         self._last: Dict[int, int] = {}  # seq id -> its newest token (the next decode input)
         self.outputs: Dict[int, RequestOutput] = {}
@@ -184,9 +188,12 @@ class Engine:
                            forks=0, beam_reorders=0, preempted_seqs=0, rejected=0)
         # Seconds: schedule (Scheduler.step), layout (build_batch and the batch's inputs),
         # model (forward, kernels included), sample, complete (Scheduler.complete_step);
-        # decode_steps_s / decode_step_tokens: steps without any prefill.
+        # decode_steps_s / decode_step_tokens: steps without any prefill; decode_attention_s
+        # their time in pagedkv's write_kv and attention kernels, decode_bookkeeping_s in
+        # pagedkv's bookkeeping (schedule + layout + complete of those steps).
         self.timing = dict(schedule_s=0.0, layout_s=0.0, model_s=0.0, sample_s=0.0,
-                           complete_s=0.0, step_s=0.0, decode_steps_s=0.0)
+                           complete_s=0.0, step_s=0.0, decode_steps_s=0.0,
+                           decode_attention_s=0.0, decode_bookkeeping_s=0.0)
         self.counts["decode_step_tokens"] = 0
 
     # ---- requests -----------------------------------------------------------------------------
@@ -242,6 +249,8 @@ class Engine:
     def step(self):
         """Runs one serving step; returns the number of scheduled entries."""
         t_step = time.perf_counter()
+        attention_before = self.kv.timing["attention_s"]
+        book_before = self._bookkeeping_s()
         out = self.scheduler.step()
         t = time.perf_counter()
         self.timing["schedule_s"] += t - t_step
@@ -270,10 +279,19 @@ class Engine:
         self.timing["step_s"] += elapsed
         if entries and out.num_prefill_tokens == 0:
             self.timing["decode_steps_s"] += elapsed
+            self.timing["decode_attention_s"] += self.kv.timing["attention_s"] - attention_before
+            self.timing["decode_bookkeeping_s"] += self._bookkeeping_s() - book_before
             self.counts["decode_step_tokens"] += out.num_decode_tokens
         if self.config.check_tokens:
             self.scheduler.check_invariants()
         return len(entries)
+
+    def _bookkeeping_s(self):
+        """Seconds in pagedkv's bookkeeping so far: Scheduler.step and complete_step (the
+        BlockManager's admissions, appends, forks, beam reorders, mark_computed, frees, swaps'
+        planning) and building the batch (build_batch and the model's input arrays)."""
+        t = self.timing
+        return t["schedule_s"] + t["complete_s"] + t["layout_s"]
 
     def _forward(self, entries):
         t0 = time.perf_counter()

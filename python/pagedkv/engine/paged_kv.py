@@ -2,7 +2,7 @@
 copy, written with pagedkv's write_kv through a batch's slot_mapping and read by pagedkv's paged
 attention kernels.
 
-    kv = make_paged_kv(bm, spec, device="cpu")   # CpuPagedKV or CudaPagedKV
+    kv = make_paged_kv(bm, spec, device="cpu")   # CpuPagedKV, or RawPagedKV on CUDA
     kv.execute_cache_ops(ops)                    # swap_out, swap_in, copy-on-write copies
     kv.begin(layout)                             # the step's BatchLayout (bm.build_batch)
     logits = model.forward(tokens, positions, kv.attend, rows)
@@ -13,10 +13,12 @@ bm.pool_ptr()). The model's q/k/v torch tensors reach the kernels as NumPy views
 memory (Tensor.numpy()), and the kernels write the attention output straight into a torch
 tensor's memory.
 
-CUDA: the pools are device memory (and pinned host memory for swap) owned by the manager; torch
-sees the device pool through __cuda_array_interface__, and the kernels run through pagedkv.raw
-on the current torch stream with tensor.data_ptr() addresses. Requires a pagedkv build with
-PAGEDKV_CUDA and the kernels' limits: fp16/bf16 KV, head_dim 64/128/256, block size 8..128.
+CUDA (RawPagedKV): the pools are device memory (and pinned host memory for swap) owned by the
+manager; torch sees the device pool through __cuda_array_interface__, and the kernels run
+through pagedkv.raw on the current torch stream with tensor.data_ptr() addresses. Requires a
+pagedkv build with PAGEDKV_CUDA and the kernels' limits: fp16/bf16 KV, head_dim 64/128/256,
+block size 8..128. The same class with backend 'cpu' runs the raw-address path on host pools
+with the CPU kernels, which is how a machine without a GPU tests it.
 """
 
 import time
@@ -132,43 +134,58 @@ class _CudaArrayInterface:
                                          "typestr": typestr, "version": 2, "strides": None}
 
 
-class CudaPagedKV(_PagedKVBase):
-    """Device-memory pools; pagedkv's CUDA kernels through pagedkv.raw on the current stream."""
+class RawPagedKV(_PagedKVBase):
+    """pagedkv's kernels on raw addresses (pagedkv.raw) with tensor.data_ptr(): the CUDA path
+    (backend 'cuda': device pools, the current torch stream). With backend 'cpu' the same code
+    runs on host pools and the CPU kernels, so a machine without a GPU tests everything in this
+    path but the device itself (test_engine.py runs the engine this way)."""
 
-    def __init__(self, bm, spec, device="cuda"):
+    def __init__(self, bm, spec, device="cuda", backend="cuda"):
         super().__init__(bm, spec)
-        if not pagedkv.cuda_device_available():
-            raise RuntimeError("CudaPagedKV needs pagedkv built with CUDA (-DPAGEDKV_CUDA=ON) and "
-                               "a usable device; use device='cpu'")
-        if not bm.pool_is_device_memory(0):
-            raise RuntimeError("the manager's GPU pool is not device memory (it fell back to "
-                               "host memory); check the CUDA device")
-        label = kv_dtype_label(spec)
-        if label not in ("fp16", "bf16"):
-            raise ValueError(f"the CUDA kernels store fp16 or bf16 KV, got {label}")
-        if spec.head_dim not in (64, 128, 256):
-            raise ValueError(f"the CUDA kernels need head_dim 64, 128 or 256, got "
-                             f"{spec.head_dim}")
-        if self.block_size not in (8, 16, 32, 64, 128):
-            raise ValueError(f"the CUDA kernels need a block size of 8..128 tokens (a power of "
-                             f"two), got {self.block_size}")
+        if backend not in ("cuda", "cpu"):
+            raise ValueError(f"backend must be 'cuda' or 'cpu', got {backend!r}")
+        self.backend = backend
         self.device = torch.device(device)
+        label = kv_dtype_label(spec)
+        if backend == "cuda":
+            if not pagedkv.cuda_device_available():
+                raise RuntimeError("the CUDA path needs pagedkv built with CUDA "
+                                   "(-DPAGEDKV_CUDA=ON) and a usable device; use device='cpu'")
+            if not bm.pool_is_device_memory(0):
+                raise RuntimeError("the manager's GPU pool is not device memory (it fell back to "
+                                   "host memory); check the CUDA device")
+            if label not in ("fp16", "bf16"):
+                raise ValueError(f"the CUDA kernels store fp16 or bf16 KV, got {label}")
+            if spec.head_dim not in (64, 128, 256):
+                raise ValueError(f"the CUDA kernels need head_dim 64, 128 or 256, got "
+                                 f"{spec.head_dim}")
+            if self.block_size not in (8, 16, 32, 64, 128):
+                raise ValueError(f"the CUDA kernels need a block size of 8..128 tokens (a power "
+                                 f"of two), got {self.block_size}")
+        elif bm.pool_is_device_memory(0) or label not in ("fp32", "fp16"):
+            raise ValueError("backend 'cpu' needs host pools of fp32 or fp16 KV")
         self.dtype = _TORCH_DTYPE[label]
         self.gpu_ptr = bm.pool_ptr(0, pagedkv.Tier.GPU)
-        bits = torch.as_tensor(_CudaArrayInterface(self.gpu_ptr,
-                                                   self.pool_shape(self.num_gpu_blocks), "<i2"),
-                               device=self.device)
-        self.gpu_tensor = bits.view(self.dtype)  # the pool, zero-copy
+        if backend == "cuda":
+            bits = torch.as_tensor(_CudaArrayInterface(
+                self.gpu_ptr, self.pool_shape(self.num_gpu_blocks), "<i2"), device=self.device)
+            self.gpu_tensor = bits.view(self.dtype)  # the pool, zero-copy
+        else:
+            self.gpu_tensor = torch.from_numpy(bm._pool_array(
+                0, pagedkv.Tier.GPU, spec.num_kv_heads, spec.head_dim, spec.kv_dtype))
         self.host_ptr = bm.pool_ptr(0, pagedkv.Tier.HOST) if bm.has_host_tier else 0
         self.views = [pagedkv.raw.PagedKVView(
             pool=self.gpu_ptr, dtype=spec.kv_dtype, num_blocks=self.num_gpu_blocks,
             layers_in_group=self.num_layers, layer_in_group=li, num_kv_heads=spec.num_kv_heads,
             head_dim=spec.head_dim, block_size=self.block_size) for li in range(self.num_layers)]
         self._tables = None
+        self._qo_indptr = 0
         self._max_len = 0
 
     def _stream(self):
-        return torch.cuda.current_stream(self.device).cuda_stream
+        if self.backend == "cuda":
+            return torch.cuda.current_stream(self.device).cuda_stream
+        return 0
 
     def execute_cache_ops(self, ops):
         t0 = time.perf_counter()
@@ -179,30 +196,29 @@ class CudaPagedKV(_PagedKVBase):
             if len(g.swap_out):
                 pagedkv.raw.swap_blocks(self.gpu_ptr, self.num_gpu_blocks, self.host_ptr,
                                         self.num_host_blocks, self.bytes_per_block, g.swap_out,
-                                        backend="cuda", stream=stream)
+                                        backend=self.backend, stream=stream)
                 self.counts["swap_out_blocks"] += len(g.swap_out)
             if len(g.swap_in):
                 pagedkv.raw.swap_blocks(self.host_ptr, self.num_host_blocks, self.gpu_ptr,
                                         self.num_gpu_blocks, self.bytes_per_block, g.swap_in,
-                                        backend="cuda", stream=stream)
+                                        backend=self.backend, stream=stream)
                 self.counts["swap_in_blocks"] += len(g.swap_in)
             if len(g.copies):
                 pagedkv.raw.copy_blocks(self.gpu_ptr, self.bytes_per_block, self.num_gpu_blocks,
-                                        g.copies, backend="cuda", stream=stream)
+                                        g.copies, backend=self.backend, stream=stream)
                 self.counts["copied_blocks"] += len(g.copies)
         self.timing["cache_ops_s"] += time.perf_counter() - t0
 
     def begin(self, layout):
-        """Uploads the step's page table, query offsets and slot mapping (one copy each)."""
+        """Puts the step's page table, query offsets and slot mapping where the kernels read
+        them (one host-to-device copy each on CUDA) and points every layer's view at them."""
         self.layout = layout
-        dev = self.device
+        b = layout.batch_size
         ints = np.concatenate([layout.page_indptr, layout.page_indices, layout.last_page_len,
                                layout.query_indptr]).astype(np.int32, copy=False)
-        tables = torch.from_numpy(ints).to(dev)
-        slots = torch.from_numpy(layout.slot_mapping).to(dev)
-        b, nnz = layout.batch_size, int(layout.page_indptr[-1])
-        elem = tables.element_size()
-        base = tables.data_ptr()
+        tables = torch.from_numpy(ints).to(self.device)
+        slots = torch.from_numpy(layout.slot_mapping).to(self.device)
+        elem, base = tables.element_size(), tables.data_ptr()
         offsets = np.cumsum([0, b + 1, len(layout.page_indices), b])
         for view in self.views:
             view.batch_size = b
@@ -212,9 +228,11 @@ class CudaPagedKV(_PagedKVBase):
             view.num_slots = len(layout.slot_mapping)
             view.slot_mapping = slots.data_ptr()
         self._qo_indptr = base + int(offsets[3]) * elem
-        self._tables = (tables, slots)  # alive until the kernels that read them have run
+        # Alive until the kernels that read them have run (the caching allocator reuses freed
+        # memory in stream order, after them).
+        self._tables = (tables, slots)
         pages = np.diff(layout.page_indptr)
-        self._max_len = int(pages.max() * self.block_size) if b and nnz else 0
+        self._max_len = int(pages.max()) * self.block_size if b else 0
 
     def attend(self, layer, q, k, v):
         t0 = time.perf_counter()
@@ -222,19 +240,32 @@ class CudaPagedKV(_PagedKVBase):
         stream = self._stream()
         q, k, v = (x.to(self.dtype).contiguous() for x in (q, k, v))
         out = torch.empty_like(q)
-        pagedkv.raw.write_kv(view, k.data_ptr(), v.data_ptr(), backend="cuda", stream=stream)
+        pagedkv.raw.write_kv(view, k.data_ptr(), v.data_ptr(), backend=self.backend,
+                             stream=stream)
         pagedkv.raw.paged_attention_extend(
             view, q.data_ptr(), out.data_ptr(), dtype=self.spec.kv_dtype,
             num_q_heads=self.num_q_heads, num_tokens=q.shape[0], qo_indptr=self._qo_indptr,
-            backend="cuda", stream=stream, max_kv_len_hint=self._max_len)
+            backend=self.backend, stream=stream, max_kv_len_hint=self._max_len)
         self.timing["attention_s"] += time.perf_counter() - t0
         return out
 
 
-def make_paged_kv(bm, spec, device="cpu", num_threads=1):
-    """CpuPagedKV for device 'cpu', CudaPagedKV for a CUDA device."""
-    if torch.device(device).type == "cuda":
-        return CudaPagedKV(bm, spec, device)
+def CudaPagedKV(bm, spec, device="cuda"):  # noqa: N802 (reads as the class it builds)
+    """Device pools and pagedkv's CUDA kernels (RawPagedKV with backend 'cuda')."""
+    return RawPagedKV(bm, spec, device, backend="cuda")
+
+
+def make_paged_kv(bm, spec, device="cpu", num_threads=1, kernels="auto"):
+    """The pools and kernels of an engine: kernels 'auto' is CpuPagedKV on a CPU device and
+    RawPagedKV (CUDA) on a CUDA device; 'numpy' forces CpuPagedKV, 'raw' forces RawPagedKV
+    (on the CPU: the raw-address path with the CPU kernels)."""
+    cuda = torch.device(device).type == "cuda"
+    if kernels not in ("auto", "numpy", "raw"):
+        raise ValueError(f"kernels must be 'auto', 'numpy' or 'raw', got {kernels!r}")
+    if cuda and kernels == "numpy":
+        raise ValueError("kernels 'numpy' runs on host pools only; use 'auto' or 'raw' on CUDA")
+    if cuda or kernels == "raw":
+        return RawPagedKV(bm, spec, device, backend="cuda" if cuda else "cpu")
     return CpuPagedKV(bm, spec, num_threads)
 
 

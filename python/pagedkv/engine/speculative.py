@@ -55,11 +55,11 @@ def _manager(model, block_size, num_blocks, prefix_caching, device, kv_dtype):
 class _Side:
     """One model with its BlockManager and pools."""
 
-    def __init__(self, model, bm, spec, device, num_threads):
+    def __init__(self, model, bm, spec, device, num_threads, kernels):
         self.model = model
         self.bm = bm
         self.spec = spec
-        self.kv = make_paged_kv(bm, spec, device, num_threads)
+        self.kv = make_paged_kv(bm, spec, device, num_threads, kernels)
         self.forwards = 0
 
     def forward(self, seq_ids, chunks, computed, all_rows, mark=True):
@@ -111,7 +111,7 @@ class SpeculativeDecoder:
 
     def __init__(self, target, draft, *, num_speculative_tokens=4, block_size=16,
                  num_blocks=256, max_num_seqs=16, enable_prefix_caching=True, device="cpu",
-                 kv_dtype=None, num_threads=1, record_logits=False):
+                 kv_dtype=None, num_threads=1, kernels="auto", record_logits=False):
         for name, m in (("target", target), ("draft", draft)):
             if not isinstance(m, LlamaModel):
                 raise TypeError(f"{name} must be a LlamaModel, got {type(m).__name__}")
@@ -134,7 +134,7 @@ class SpeculativeDecoder:
         for m in (target, draft):
             bm, spec = _manager(m, block_size, num_blocks, enable_prefix_caching, device,
                                 kv_dtype)
-            sides.append(_Side(m, bm, spec, device, num_threads))
+            sides.append(_Side(m, bm, spec, device, num_threads, kernels))
         self.target, self.draft = sides
         self._next_seq = 1
         # rounds: draft-and-verify rounds (each batches every running request); request_rounds:
