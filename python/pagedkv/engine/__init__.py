@@ -31,7 +31,7 @@ from .config import ModelConfig
 from .dense import DenseDecoder, DenseKVCache, DenseReference, sdpa
 from .engine import Engine, EngineConfig, Request, RequestOutput
 from .model import LlamaModel
-from .paged_kv import CpuPagedKV, CudaPagedKV, RawPagedKV, make_paged_kv
+from .paged_kv import CpuPagedKV, CudaPagedKV, RawPagedKV, make_paged_kv, pool_array
 from .safetensors import SafetensorsError, load_safetensors, save_safetensors
 from .sampling import GREEDY, SamplingParams
 from .speculative import SpeculativeDecoder
@@ -39,4 +39,5 @@ from .speculative import SpeculativeDecoder
 __all__ = ["ModelConfig", "LlamaModel", "Engine", "EngineConfig", "Request", "RequestOutput",
            "SamplingParams", "GREEDY", "DenseReference", "DenseKVCache", "DenseDecoder", "sdpa",
            "SpeculativeDecoder", "CpuPagedKV", "CudaPagedKV", "RawPagedKV", "make_paged_kv",
+           "pool_array",
            "load_safetensors", "save_safetensors", "SafetensorsError"]

@@ -65,7 +65,7 @@ def build_parser():
     e.add_argument("--max-prompt", type=int, default=600)
     e.add_argument("--max-new-tokens", type=int, default=24)
     e.add_argument("--block-size", type=int, default=16)
-    e.add_argument("--gpu-blocks", type=int, default=160,
+    e.add_argument("--gpu-blocks", type=int, default=96,
                    help="pool size in blocks (small, so the demo preempts)")
     e.add_argument("--host-blocks", type=int, default=256, help="swap space in blocks")
     e.add_argument("--preemption", choices=["swap", "recompute"], default="swap")
@@ -81,6 +81,8 @@ def build_parser():
     c = p.add_argument_group("--compare-dense")
     c.add_argument("--dense-batch", type=int, default=16, help="sequences decoded together")
     c.add_argument("--dense-new-tokens", type=int, default=64, help="tokens per sequence")
+    c.add_argument("--repeats", type=int, default=1,
+                   help="alternating paged/dense runs; medians are printed")
     return p
 
 
@@ -160,7 +162,11 @@ def run_demo(args, model):
 
 
 def compare_dense(args, model):
-    """Decode throughput of one static batch, paged (Engine) and dense (DenseDecoder)."""
+    """Decode throughput of one static batch, paged (Engine) and dense (DenseDecoder), run
+    alternately --repeats times in this process; medians of wall-clock and CPU time (the run is
+    single-threaded with --threads 1, so CPU time is what load disturbs least)."""
+    import statistics
+
     import numpy as np
     rng = np.random.default_rng(args.seed + 1)
     b, new = args.dense_batch, args.dense_new_tokens
@@ -168,34 +174,51 @@ def compare_dense(args, model):
                             size=int(rng.integers(64, max(65, args.max_prompt)))).tolist()
                for _ in range(b)]
     pages = sum((len(p) + new) // args.block_size + 2 for p in prompts)
-    engine = Engine(model, EngineConfig(
-        block_size=args.block_size, num_gpu_blocks=pages, max_num_seqs=b,
-        max_num_batched_tokens=max(args.max_batched_tokens, max(len(p) for p in prompts)),
-        device=args.device, num_threads=args.threads))
-    for i, p in enumerate(prompts):
-        engine.add_request(Request(i, p, new))
-    paged_out = engine.run()
-    dense = DenseDecoder(model)
-    dense_out = dense.generate(prompts, new)
-    same = all(paged_out[i].outputs[0] == dense_out[i] for i in range(b))
-    paged_tps = engine.counts["decode_step_tokens"] / engine.timing["decode_steps_s"]
-    dense_tps = dense.decode_tokens / dense.timing["decode_s"]
-    book, step = bookkeeping(engine)
+    runs = {k: [] for k in ("paged", "dense", "paged_cpu", "dense_cpu", "paged_attn",
+                            "dense_attn", "book", "attn_share", "book_all")}
+    same = True
+    for _ in range(args.repeats):
+        engine = Engine(model, EngineConfig(
+            block_size=args.block_size, num_gpu_blocks=pages, max_num_seqs=b,
+            max_num_batched_tokens=max(args.max_batched_tokens, max(len(p) for p in prompts)),
+            device=args.device, num_threads=args.threads))
+        for i, p in enumerate(prompts):
+            engine.add_request(Request(i, p, new))
+        paged_out = engine.run()
+        dense = DenseDecoder(model)
+        dense_out = dense.generate(prompts, new)
+        same = same and all(paged_out[i].outputs[0] == dense_out[i] for i in range(b))
+        t, tokens = engine.timing, engine.counts["decode_step_tokens"]
+        runs["paged"].append(tokens / t["decode_steps_s"])
+        runs["paged_cpu"].append(tokens / t["decode_steps_cpu_s"])
+        runs["dense"].append(dense.decode_tokens / dense.timing["decode_s"])
+        runs["dense_cpu"].append(dense.decode_tokens / dense.timing["decode_cpu_s"])
+        runs["paged_attn"].append(1e6 * t["decode_attention_s"] / tokens)
+        runs["dense_attn"].append(1e6 * dense.timing["decode_attention_s"] /
+                                  dense.decode_tokens)
+        runs["book"].append(t["decode_bookkeeping_s"] / t["decode_steps_s"])
+        runs["attn_share"].append(t["decode_attention_s"] / t["decode_steps_s"])
+        runs["book_all"].append(bookkeeping(engine)[0] / bookkeeping(engine)[1])
+    med = {k: statistics.median(v) for k, v in runs.items()}
     print(f"compare-dense: batch {b}, prompts {min(map(len, prompts))}.."
-          f"{max(map(len, prompts))} tokens, {new} new tokens each, greedy")
-    t = engine.timing
-    print(fmt(dict(paged_decode_tokens_per_s=paged_tps, dense_decode_tokens_per_s=dense_tps,
-                   paged_over_dense=paged_tps / dense_tps, same_tokens=same)))
+          f"{max(map(len, prompts))} tokens, {new} new tokens each, greedy, {args.repeats} "
+          f"alternating runs (medians)")
+    print(fmt(dict(paged_decode_tokens_per_s=med["paged"],
+                   dense_decode_tokens_per_s=med["dense"],
+                   paged_over_dense=med["paged"] / med["dense"],
+                   paged_decode_tokens_per_cpu_s=med["paged_cpu"],
+                   dense_decode_tokens_per_cpu_s=med["dense_cpu"],
+                   paged_over_dense_cpu=med["paged_cpu"] / med["dense_cpu"], same_tokens=same)))
     # Attention alone (cache write + attention) per decoded token, and where a paged decode
     # step's time goes.
-    tokens = engine.counts["decode_step_tokens"]
-    print(fmt(dict(
-        paged_attention_us_per_token=1e6 * t["decode_attention_s"] / tokens,
-        dense_attention_us_per_token=1e6 * dense.timing["decode_attention_s"] /
-        dense.decode_tokens,
-        paged_decode_bookkeeping_share=t["decode_bookkeeping_s"] / t["decode_steps_s"],
-        paged_decode_attention_share=t["decode_attention_s"] / t["decode_steps_s"],
-        paged_bookkeeping_share_all_steps=book / step)))
+    print(fmt(dict(paged_attention_us_per_token=med["paged_attn"],
+                   dense_attention_us_per_token=med["dense_attn"],
+                   paged_decode_bookkeeping_share=med["book"],
+                   paged_decode_attention_share=med["attn_share"],
+                   paged_bookkeeping_share_all_steps=med["book_all"])))
+    if args.repeats > 1:
+        print("runs: " + " ".join(f"{k}=" + ",".join(f"{x:.4g}" for x in v)
+                                  for k, v in runs.items() if k in ("paged", "dense")))
     if not same:
         raise RuntimeError("paged and dense decoding chose different tokens")
 

@@ -144,7 +144,8 @@ class DenseDecoder:
     def __init__(self, model):
         self.model = model
         # decode_attention_s: the decode steps' cache writes and sdpa() calls.
-        self.timing = {"prefill_s": 0.0, "decode_s": 0.0, "decode_attention_s": 0.0}
+        self.timing = {"prefill_s": 0.0, "decode_s": 0.0, "decode_attention_s": 0.0,
+                       "decode_cpu_s": 0.0}
         self.decode_tokens = 0
 
     def generate(self, prompts, max_new_tokens):
@@ -169,7 +170,7 @@ class DenseDecoder:
         self.timing["prefill_s"] += time.perf_counter() - t0
         outputs = [[t] for t in last]
         batch_index = torch.arange(batch, device=model.device)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for _ in range(max_new_tokens - 1):
             pos = lengths.to(model.device)
             end = int(lengths.max()) + 1
@@ -195,4 +196,5 @@ class DenseDecoder:
             lengths += 1
             self.decode_tokens += batch
         self.timing["decode_s"] += time.perf_counter() - t0
+        self.timing["decode_cpu_s"] += time.process_time() - cpu0
         return outputs

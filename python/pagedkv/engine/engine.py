@@ -190,10 +190,12 @@ class Engine:
         # model (forward, kernels included), sample, complete (Scheduler.complete_step);
         # decode_steps_s / decode_step_tokens: steps without any prefill; decode_attention_s
         # their time in pagedkv's write_kv and attention kernels, decode_bookkeeping_s in
-        # pagedkv's bookkeeping (schedule + layout + complete of those steps).
+        # pagedkv's bookkeeping (schedule + layout + complete of those steps); decode_steps_cpu_s
+        # is their process CPU time (less disturbed by other load than wall time).
         self.timing = dict(schedule_s=0.0, layout_s=0.0, model_s=0.0, sample_s=0.0,
                            complete_s=0.0, step_s=0.0, decode_steps_s=0.0,
-                           decode_attention_s=0.0, decode_bookkeeping_s=0.0)
+                           decode_attention_s=0.0, decode_bookkeeping_s=0.0,
+                           decode_steps_cpu_s=0.0)
         self.counts["decode_step_tokens"] = 0
 
     # ---- requests -----------------------------------------------------------------------------
@@ -249,6 +251,7 @@ class Engine:
     def step(self):
         """Runs one serving step; returns the number of scheduled entries."""
         t_step = time.perf_counter()
+        cpu_step = time.process_time()
         attention_before = self.kv.timing["attention_s"]
         book_before = self._bookkeeping_s()
         out = self.scheduler.step()
@@ -279,6 +282,7 @@ class Engine:
         self.timing["step_s"] += elapsed
         if entries and out.num_prefill_tokens == 0:
             self.timing["decode_steps_s"] += elapsed
+            self.timing["decode_steps_cpu_s"] += time.process_time() - cpu_step
             self.timing["decode_attention_s"] += self.kv.timing["attention_s"] - attention_before
             self.timing["decode_bookkeeping_s"] += self._bookkeeping_s() - book_before
             self.counts["decode_step_tokens"] += out.num_decode_tokens

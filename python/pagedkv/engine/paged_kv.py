@@ -74,13 +74,11 @@ class CpuPagedKV(_PagedKVBase):
             raise ValueError(f"the CPU engine computes with fp32 or fp16 KV, got {label}")
         self.dtype = _TORCH_DTYPE[label]
         # Zero-copy: NumPy views of the manager's pools, and torch tensors over the same bytes.
-        self.gpu = bm._pool_array(0, pagedkv.Tier.GPU, spec.num_kv_heads, spec.head_dim,
-                                  spec.kv_dtype)
+        self.gpu = pool_array(bm, spec, pagedkv.Tier.GPU)
         self.gpu_tensor = torch.from_numpy(self.gpu)
         self.host = None
         if bm.has_host_tier:
-            self.host = bm._pool_array(0, pagedkv.Tier.HOST, spec.num_kv_heads, spec.head_dim,
-                                       spec.kv_dtype)
+            self.host = pool_array(bm, spec, pagedkv.Tier.HOST)
         self.workers = pagedkv.CpuWorkerPool(num_threads)
         self._decode = False
 
@@ -171,8 +169,7 @@ class RawPagedKV(_PagedKVBase):
                 self.gpu_ptr, self.pool_shape(self.num_gpu_blocks), "<i2"), device=self.device)
             self.gpu_tensor = bits.view(self.dtype)  # the pool, zero-copy
         else:
-            self.gpu_tensor = torch.from_numpy(bm._pool_array(
-                0, pagedkv.Tier.GPU, spec.num_kv_heads, spec.head_dim, spec.kv_dtype))
+            self.gpu_tensor = torch.from_numpy(pool_array(bm, spec, pagedkv.Tier.GPU))
         self.host_ptr = bm.pool_ptr(0, pagedkv.Tier.HOST) if bm.has_host_tier else 0
         self.views = [pagedkv.raw.PagedKVView(
             pool=self.gpu_ptr, dtype=spec.kv_dtype, num_blocks=self.num_gpu_blocks,
@@ -253,6 +250,13 @@ class RawPagedKV(_PagedKVBase):
 def CudaPagedKV(bm, spec, device="cuda"):  # noqa: N802 (reads as the class it builds)
     """Device pools and pagedkv's CUDA kernels (RawPagedKV with backend 'cuda')."""
     return RawPagedKV(bm, spec, device, backend="cuda")
+
+
+def pool_array(bm, spec, tier=pagedkv.Tier.GPU, group=0):
+    """Zero-copy NumPy view [num_blocks, layers, 2, kv_heads, block_size, head_dim] of a
+    host-memory pool of any BlockManager (also the one of a Scheduler's policy, which has no
+    kv_cache() method); torch.from_numpy() of it is the same memory."""
+    return bm._pool_array(group, tier, spec.num_kv_heads, spec.head_dim, spec.kv_dtype)
 
 
 def make_paged_kv(bm, spec, device="cpu", num_threads=1, kernels="auto"):
