@@ -6,8 +6,6 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 from engine_util import torch  # noqa: F401  (skips without PyTorch)
 
 import pagedkv

@@ -44,10 +44,12 @@ def test_reads_a_file_written_by_hand(tmp_path):
 def test_round_trip_and_layout(tmp_path):
     path = tmp_path / "rt.safetensors"
     tensors = {
-        "f32": torch.randn(3, 4), "f16": torch.randn(5).half(), "bf16": torch.randn(2, 2).bfloat16(),
-        "i32": torch.arange(6, dtype=torch.int32).reshape(2, 3), "u8": torch.tensor([0, 255],
-                                                                                   dtype=torch.uint8),
-        "scalar": torch.tensor(3.0), "empty": torch.zeros(0, 4), "np": np.arange(3, dtype=np.int64),
+        "f32": torch.randn(3, 4), "f16": torch.randn(5).half(),
+        "bf16": torch.randn(2, 2).bfloat16(),
+        "i32": torch.arange(6, dtype=torch.int32).reshape(2, 3),
+        "u8": torch.tensor([0, 255], dtype=torch.uint8),
+        "scalar": torch.tensor(3.0), "empty": torch.zeros(0, 4),
+        "np": np.arange(3, dtype=np.int64),
     }
     save_safetensors(tensors, path, metadata={"note": "test"})
     raw = path.read_bytes()

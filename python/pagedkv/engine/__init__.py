@@ -22,7 +22,7 @@ Needs PyTorch (Debian: apt-get install python3-torch). See docs/engine.md.
 """
 
 try:
-    import torch  # noqa: F401
+    import torch  # noqa: F401  (checked here, used by every module)
 except ImportError as e:  # pragma: no cover - depends on the machine
     raise ImportError("pagedkv.engine needs PyTorch: apt-get install python3-torch (Debian) or "
                       "pip install torch") from e

@@ -241,10 +241,10 @@ def run_speculative(args, model):
     wall = time.perf_counter() - t0
     spec.check_invariants()
     # The same requests greedily through the Scheduler path (target only), for the speed-up.
-    plain = Engine(model, EngineConfig(block_size=args.block_size, num_gpu_blocks=4 * args.gpu_blocks,
-                                       max_num_seqs=args.max_num_seqs,
-                                       max_num_batched_tokens=args.max_batched_tokens,
-                                       device=args.device, num_threads=args.threads))
+    plain = Engine(model, EngineConfig(
+        block_size=args.block_size, num_gpu_blocks=4 * args.gpu_blocks,
+        max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_batched_tokens,
+        device=args.device, num_threads=args.threads))
     for r in requests:
         plain.add_request(r)
     t0 = time.perf_counter()
