@@ -6,12 +6,13 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
-  libboost-dev libspdlog-dev libabsl-dev nlohmann-json3-dev libxxhash-dev
+  libboost-dev libspdlog-dev libabsl-dev nlohmann-json3-dev libxxhash-dev libhiredis-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest python3-numpy
   python3-torch  # the reference engine (python/pagedkv/engine) and its tests, CPU
   chromium  # headless browser test of report.html (tests/browser; skipped when absent)
+  redis-server redis-tools  # the remote tier's tests run real servers (tests/remote; skipped when absent)
 )
 # Extra packages can be passed as arguments.
 packages+=("$@")
