@@ -281,6 +281,10 @@ def main(argv=None):
         return 2
     if "scheduler" not in pagedkv.bound_areas or "attention" not in pagedkv.bound_areas:
         parser.error("this pagedkv build lacks the scheduler or attention bindings")
+    if torch.device(args.device).type == "cuda" and not (
+            torch.cuda.is_available() and pagedkv.cuda_device_available()):
+        parser.error("--device cuda needs PyTorch with CUDA, pagedkv built with "
+                     "-DPAGEDKV_CUDA=ON and a usable GPU; use --device cpu")
     pagedkv.set_log_level("error")
     torch.set_num_threads(args.threads)
     model = load_model(args)

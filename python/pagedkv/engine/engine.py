@@ -317,8 +317,9 @@ class Engine:
                 chunk = [self._last[e.seq_id]]
                 if self.config.check_tokens:
                     toks = self.scheduler.sequence_tokens(e.seq_id)
-                    assert toks[-1] == chunk[0] and len(toks) == e.num_context_tokens + 1, \
-                        (e, toks[-3:], chunk)
+                    if toks[-1] != chunk[0] or len(toks) != e.num_context_tokens + 1:
+                        raise RuntimeError(f"engine bookkeeping: {e} decodes token {chunk[0]}, "
+                                           f"the scheduler has {toks[-3:]} ({len(toks)} tokens)")
             chunks.append(chunk)
             end += e.num_query_tokens
             if e.num_samples > 0:
