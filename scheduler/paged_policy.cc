@@ -1,5 +1,6 @@
-// The paged policy: a BlockManager whose GPU pool lives on the kVirtual tier (metadata only), so
-// the simulator can model an 80 GB GPU anywhere. Pages are shared by forks, beams and prefix-cache
+// The paged policy: a BlockManager whose GPU pool lives on PolicyConfig::gpu_tier: kVirtual
+// (metadata only, the default) so the simulator can model an 80 GB GPU anywhere, or real memory
+// for an engine that computes K/V in the pool (python/pagedkv/engine). Pages are shared by forks, beams and prefix-cache
 // hits; swap uses a host tier when the config gives it swap space.
 #include <algorithm>
 #include <memory>
@@ -221,7 +222,7 @@ absl::StatusOr<std::unique_ptr<KvCachePolicy>> MakePagedPolicy(const PolicyConfi
   }
   CacheConfig cc;
   cc.block_size_tokens = config.block_size_tokens;
-  cc.gpu_tier = Tier::kVirtual;
+  cc.gpu_tier = config.gpu_tier;
   cc.gpu_num_blocks = config.capacity_tokens / config.block_size_tokens;
   if (cc.gpu_num_blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest python3-numpy
+  python3-torch  # the reference engine (python/pagedkv/engine) and its tests, CPU
   chromium  # headless browser test of report.html (tests/browser; skipped when absent)
   redis-server redis-tools  # the remote tier's tests run real servers (tests/remote; skipped when absent)
 )

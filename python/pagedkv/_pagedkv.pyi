@@ -457,6 +457,7 @@ class PolicyConfig:
     block_size_tokens: int
     capacity_tokens: int
     host_capacity_tokens: int
+    gpu_tier: Tier
     max_model_len: int
     max_new_tokens: int
     watermark: float

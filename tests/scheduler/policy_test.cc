@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "pagedkv/allocator/memory_pool.h"
 #include "pagedkv/block_manager/block_manager.h"
 #include "pagedkv/block_manager/cache_ops.h"
 #include "test_util.h"
@@ -62,6 +64,25 @@ TEST(PolicyTest, ConfigValidation) {
 }
 
 // Prompt 10, output 7 (final length 16): what each policy reserves at admission.
+// The paged policy's GPU pool is metadata only by default (the simulator) and real memory with
+// gpu_tier kHost (an engine computes K/V in it: python/pagedkv/engine).
+TEST(PolicyTest, PagedPoolTier) {
+  PolicyConfig c = Config(PolicyKind::kPaged, 64);
+  c.host_capacity_tokens = 16;
+  absl::StatusOr<std::unique_ptr<KvCachePolicy>> virt = MakeKvCachePolicy(c);
+  ASSERT_TRUE(virt.ok()) << virt.status();
+  EXPECT_FALSE((*virt)->block_manager()->gpu_pool(0).has_memory());
+  c.gpu_tier = Tier::kHost;
+  absl::StatusOr<std::unique_ptr<KvCachePolicy>> real = MakeKvCachePolicy(c);
+  ASSERT_TRUE(real.ok()) << real.status();
+  const MemoryPool& pool = (*real)->block_manager()->gpu_pool(0);
+  EXPECT_TRUE(pool.has_memory());
+  EXPECT_NE(pool.base(), nullptr);
+  EXPECT_EQ(pool.num_blocks(), 16u);
+  ASSERT_NE((*real)->block_manager()->host_pool(0), nullptr);
+  EXPECT_TRUE((*real)->block_manager()->host_pool(0)->has_memory());
+}
+
 TEST(PolicyTest, ReservationPerPolicy) {
   struct Case {
     PolicyKind kind;

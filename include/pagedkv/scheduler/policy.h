@@ -49,6 +49,10 @@ struct PolicyConfig {
   // GPU KV budget in tokens (contiguous policies) or blocks = capacity / block size (paged).
   int64_t capacity_tokens = 0;
   int64_t host_capacity_tokens = 0;  // paged swap space; 0 = no swap
+  // Paged: the tier of the manager's GPU pool. kVirtual (metadata only) for the simulator; kGpu
+  // (device memory, or host memory without a CUDA device) or kHost when an engine computes K/V
+  // in the pool (the swap space is always real host memory).
+  Tier gpu_tier = Tier::kVirtual;
   // The longest sequence the server accepts (contiguous-max extent, cap of every reservation).
   int32_t max_model_len = 4096;
   // The generation cap a reservation policy without an oracle must assume (orca-max).
