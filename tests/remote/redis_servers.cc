@@ -198,7 +198,7 @@ absl::Status RedisServers::WaitClusterOk(absl::Duration timeout) {
 }
 
 absl::StatusOr<std::string> RedisServers::Command(int port, const std::vector<std::string>& args) {
-  timeval tv{2, 0};
+  timeval tv{10, 0};  // DEBUG SLEEP and WAIT take seconds
   redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
   if (c == nullptr || c->err != 0) {
     const std::string why = c != nullptr ? c->errstr : "out of memory";

@@ -155,8 +155,14 @@ TEST(RedisTier, ClusterMasterKilledFailsOverToItsReplica) {
                                        ",127.0.0.1:", (*ports)[1], ",127.0.0.1:", (*ports)[2]);
   const std::vector<TokenId> prompt = PagePrompt(5, 500);
   FillStore(url, prompt);
-  // Every master has acknowledged replication of what it holds before one of them dies.
-  for (int p : *ports) (void)RedisServers::Command(p, {"WAIT", "1", "2000"});
+  // Every master has its writes acknowledged by its replica before one of them dies.
+  for (int p : *ports) {
+    absl::StatusOr<std::string> info = RedisServers::Command(p, {"INFO", "replication"});
+    if (info.ok() && info->find("role:master") != std::string::npos) {
+      absl::StatusOr<std::string> acked = RedisServers::Command(p, {"WAIT", "1", "5000"});
+      ASSERT_TRUE(acked.ok() && *acked == "1") << "port " << p << ": replica did not acknowledge";
+    }
+  }
   std::vector<std::string> keys;
   for (int p : *ports) {
     for (const std::string& k : StoredKeys(p)) keys.push_back(k);
@@ -178,8 +184,14 @@ TEST(RedisTier, ClusterMasterKilledFailsOverToItsReplica) {
   const absl::StatusOr<int> promoted = RedisServers::MasterOf(alive, keys[0]);
   ASSERT_TRUE(promoted.ok() && *promoted != *victim) << "no failover within 30 s";
   ASSERT_TRUE(servers.WaitClusterOk(absl::Seconds(30)).ok());
-  // After: the promoted replica serves them.
-  EXPECT_EQ(LoadAndVerify(url, prompt), 5);
+  // After: the promoted replica serves them. Nodes learn of the new master at their own pace, so
+  // a first lookup may still be redirected or refused; a few tries, each a fresh engine.
+  int32_t hits = 0;
+  for (int attempt = 0; attempt < 10 && hits != 5; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    hits = LoadAndVerify(url, prompt, /*timeout_us=*/2000000);
+  }
+  EXPECT_EQ(hits, 5);
 }
 
 TEST(RedisTier, SlowStoreIsAMissNotAStall) {
@@ -190,8 +202,8 @@ TEST(RedisTier, SlowStoreIsAMissNotAStall) {
   const std::string url = absl::StrCat("redis://127.0.0.1:", *port);
   const std::vector<TokenId> prompt = PagePrompt(5, 600);
   FillStore(url, prompt);
-  // The server stops answering for a second; a lookup with a 50 ms deadline gives up.
-  std::thread sleeper([&] { (void)RedisServers::Command(*port, {"DEBUG", "SLEEP", "1"}); });
+  // The server stops answering for 3 s; a lookup with a 50 ms deadline gives up long before.
+  std::thread sleeper([&] { (void)RedisServers::Command(*port, {"DEBUG", "SLEEP", "3"}); });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   auto b = Engine::Create(url, 8, 8, /*timeout_us=*/50000);
   ASSERT_TRUE(b.ok());
@@ -201,7 +213,7 @@ TEST(RedisTier, SlowStoreIsAMissNotAStall) {
   sleeper.join();
   ASSERT_TRUE(info.ok()) << info.status();
   EXPECT_EQ(info->num_remote_hit_pages, 0);
-  EXPECT_LT(took, absl::Milliseconds(700)) << "the step waited for the store";
+  EXPECT_LT(took, absl::Seconds(2)) << "the step waited for the store";
   EXPECT_GT((*b)->manager().remote_stats().miss_timeout, 0u);
   EXPECT_TRUE((*b)->Verify(2, prompt).ok());
 }
