@@ -155,36 +155,36 @@ int RunSizeCommand(const CommandContext& ctx, absl::Span<const std::string> args
   bool json = false;
   bool list_models = false;
 
-  ArgParser parser(std::string(kCommand),
-                   "KV-cache bytes per token, block and sequence for a model, and the blocks, "
-                   "tokens and\nconcurrent sequences that a GPU memory budget holds "
-                   "(budget = gpu-mem x gpu-mem-fraction - weights).");
-  parser.AddString("model", "NAME|PATH",
-                   "model preset (see --list-models) or path to a model JSON file; required",
-                   &model_name, "");
-  parser.AddInt("context", "TOKENS", "tokens per sequence (prompt + output)", &context_tokens, 1);
-  parser.AddInt("block-size", "TOKENS", "tokens per KV block (any value >= 1)", &block_size_tokens,
-                1, CacheConfig::kMaxBlockSizeTokens);
-  parser.AddString("dtype", "DTYPE", "KV dtype: fp32|fp16|bf16|fp8_e4m3|int8", &dtype_name,
-                   "the model's, fp16 for presets");
-  parser.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 80GiB, 24GB", &gpu_memory_bytes, "80GiB");
-  parser.AddBytes("weights", "BYTES", "memory taken by weights and activations, e.g. 13.5GiB",
-                  &weights_bytes, "0");
-  parser.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory pagedkv may use, in (0, 1]",
-                   &gpu_memory_fraction);
-  parser.AddInt("encoder-len", "TOKENS", "encoder output tokens held by cross-attention layers",
-                &encoder_tokens, 1);
-  parser.AddBool("json", "print one JSON object instead of the table", &json);
-  parser.AddBool("list-models", "list the model presets and exit", &list_models);
-  AddCommonFlags(parser);
-  parser.SetEpilog(
+  FlagSet flags(std::string(kCommand),
+                "KV-cache bytes per token, block and sequence for a model, and the blocks, "
+                "tokens and\nconcurrent sequences that a GPU memory budget holds "
+                "(budget = gpu-mem x gpu-mem-fraction - weights).");
+  flags.AddString("model", "NAME|PATH",
+                  "model preset (see --list-models) or path to a model JSON file; required",
+                  &model_name, "");
+  flags.AddInt("context", "TOKENS", "tokens per sequence (prompt + output)", &context_tokens, 1);
+  flags.AddInt("block-size", "TOKENS", "tokens per KV block (any value >= 1)", &block_size_tokens,
+               1, CacheConfig::kMaxBlockSizeTokens);
+  flags.AddString("dtype", "DTYPE", "KV dtype: fp32|fp16|bf16|fp8_e4m3|int8", &dtype_name,
+                  "the model's, fp16 for presets");
+  flags.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 80GiB, 24GB", &gpu_memory_bytes, "80GiB");
+  flags.AddBytes("weights", "BYTES", "memory taken by weights and activations, e.g. 13.5GiB",
+                 &weights_bytes, "0");
+  flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory pagedkv may use, in (0, 1]",
+                  &gpu_memory_fraction);
+  flags.AddInt("encoder-len", "TOKENS", "encoder output tokens held by cross-attention layers",
+               &encoder_tokens, 1);
+  flags.AddBool("json", "print one JSON object instead of the table", &json);
+  flags.AddBool("list-models", "list the model presets and exit", &list_models);
+  AddCommonFlags(flags);
+  flags.SetEpilog(
       "Sizes: GB/MB = powers of 1000, GiB/MiB = powers of 1024, or plain bytes.\n"
       "Examples:\n"
       "  pagedkv size --model llama-2-7b --context 2048 --gpu-mem 80GiB --weights 13.5GiB\n"
       "  pagedkv size --model mistral-7b --context 32768 --dtype fp8 --json\n"
       "  pagedkv size --model ./my_model.json --gpu-mem 24GB --weights 4GB\n");
 
-  if (int rc = ParseOrReport(parser, args, ctx); rc != kExitOk) {
+  if (int rc = ParseOrReport(flags, args, ctx); rc != kExitOk) {
     return rc == kHelpShown ? kExitOk : rc;
   }
   if (list_models) return ListModels(ctx, json);
