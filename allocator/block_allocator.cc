@@ -209,6 +209,9 @@ absl::Status BlockAllocator::Allocate(absl::Span<BlockId> out) {
     out[i] = id;
   }
   s.allocations += needed;
+  if (allocation_hook_) {
+    for (const BlockId id : out) allocation_hook_(id);
+  }
   const uint32_t in_use = num_blocks_ - static_cast<uint32_t>(s.num_free + s.lru.size());
   if (in_use > s.peak_in_use) s.peak_in_use = in_use;
   PAGEDKV_LOG_TRACE("allocate n={} blocks=[{}] evicted={} free={} cached={} in_use={}", needed,

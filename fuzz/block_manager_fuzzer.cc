@@ -20,7 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ByteOpSource src(absl::MakeConstSpan(data, size));
   static constexpr int32_t kBlockSizes[] = {1, 3, 16, 17, 128};
   HarnessOptions o;
-  o.model = static_cast<HarnessModel>(src.Next(3));
+  o.model = static_cast<HarnessModel>(src.Next(pagedkv::testing::kNumHarnessModels));
   o.block_size = kBlockSizes[src.Next(5)];
   o.prefix_caching = src.Next(2) == 1;
   o.host_tier = src.Next(4) != 0;

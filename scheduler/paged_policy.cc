@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -30,20 +31,37 @@ class PagedPolicy final : public KvCachePolicy {
     num_blocks_ = 0;
     for (int32_t g = 0; g < bm_->num_groups(); ++g) {
       num_blocks_ = std::max<int64_t>(num_blocks_, bm_->group_info(g).gpu_num_blocks);
+      const KvGroup& kg = bm_->group_info(g).group;
+      if (kg.kind == AttentionKind::kSliding) sliding_windows_.push_back(kg.window_tokens);
+      if (kg.kind == AttentionKind::kFull) has_full_group_ = true;
     }
   }
 
   PolicyKind kind() const override { return PolicyKind::kPaged; }
 
-  // Pages a group of `num_seqs` sequences holds at its longest: the prompt's full pages are
-  // shared after the fork; every sequence owns the rest of its pages.
+  // Pages the fullest group's pool holds for a group of `num_seqs` sequences at its longest. A
+  // full group: the prompt's full pages are shared after the fork; every sequence owns the rest.
+  // A sliding group holds at most its window plus the tokens being appended (a prefill chunk, or
+  // the whole stored prompt without chunking), per sequence (conservatively unshared).
   int64_t PeakBlocks(const AdmitRequest& r) const {
     const int64_t final_tokens = std::max<int64_t>(
         static_cast<int64_t>(r.prompt_tokens) + std::max(r.output_tokens, 1) - 1, r.stored_tokens);
     const int64_t n = std::max(r.num_seqs, 1);
-    if (n == 1) return CeilDiv(final_tokens, block_size_);
-    const int64_t shared = r.prompt_tokens / block_size_;
-    return shared + n * (CeilDiv(final_tokens, block_size_) - shared);
+    const int64_t pages = CeilDiv(final_tokens, block_size_);
+    int64_t peak = 0;
+    if (has_full_group_) {
+      const int64_t shared = n == 1 ? 0 : r.prompt_tokens / block_size_;
+      peak = shared + n * (pages - shared);
+    }
+    for (int32_t w : sliding_windows_) {
+      const int64_t decode = CeilDiv(static_cast<int64_t>(w) - 1, block_size_) + 1;
+      const int64_t prefill =
+          r.max_chunk_tokens > 0
+              ? CeilDiv(static_cast<int64_t>(w) + r.max_chunk_tokens - 2, block_size_) + 1
+              : CeilDiv(r.stored_tokens, block_size_);
+      peak = std::max(peak, n * std::min(pages, std::max(decode, prefill)));
+    }
+    return peak;
   }
 
   AdmitCheck CanAdmit(const AdmitRequest& request, absl::Span<const TokenId> tokens) override {
@@ -97,6 +115,10 @@ class PagedPolicy final : public KvCachePolicy {
     resident_.erase(seq);
     return absl::OkStatus();
   }
+  absl::Status MarkComputed(SeqId seq, int64_t num_computed_tokens) override {
+    return bm_->MarkComputed(seq, num_computed_tokens);
+  }
+  bool AllocatesPrefillByChunk() const override { return !sliding_windows_.empty(); }
 
   bool SupportsSwap() const override { return bm_->has_host_tier(); }
   // The manager has no dry run for SwapOut; it is all-or-nothing, so the scheduler simply tries.
@@ -210,6 +232,8 @@ class PagedPolicy final : public KvCachePolicy {
   int64_t block_size_;
   uint64_t bytes_per_token_;
   int64_t num_blocks_;
+  bool has_full_group_ = false;
+  std::vector<int32_t> sliding_windows_;  // window (tokens) of each sliding group
   KvPolicyCounters counters_;
   // Sequences whose pages are on the GPU (admitted or forked, not swapped out, not freed).
   absl::flat_hash_set<SeqId> resident_;

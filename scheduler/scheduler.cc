@@ -36,8 +36,10 @@ absl::Status SchedulerConfig::Validate() const {
 }
 
 // A sequence's tokens are prompt + generated. Slots exist in the policy for the first num_stored
-// of them; the first num_computed have K/V written. Decoding: num_stored == num_computed ==
-// tokens.size() - 1 before the step appends the newest token's slot.
+// of them; the first num_computed have K/V written (reported to the policy with MarkComputed after
+// each step). Decoding: num_stored == num_computed == tokens.size() - 1 before the step appends
+// the newest token's slot. Prefill: num_computed < the group's prefill_target; num_stored is the
+// target, or (policies that allocate a prefill by chunk) the end of the chunks given slots so far.
 struct Scheduler::Seq {
   SeqId id = 0;
   std::vector<TokenId> tokens;
@@ -59,12 +61,14 @@ struct Scheduler::Group {
   bool forked = false;        // seqs[1..] are live
   bool first_token_done = false;
   int32_t num_preemptions = 0;
+  // Tokens the current admission's prefill computes: the prompt, plus the generated tokens after
+  // a recompute preemption (seqs[0].tokens.size() when admitted).
+  int32_t prefill_target = 0;
   State state = State::kWaiting;
 
   int32_t num_live() const { return forked ? static_cast<int32_t>(seqs.size()) : 1; }
-  // Prefill: the admitted tokens (prompt, plus generated ones after a recompute preemption) are
-  // not all computed yet. A decoding sequence has num_computed == num_stored == tokens - 1.
-  bool in_prefill() const { return !forked && seqs[0].num_computed < seqs[0].num_stored; }
+  // Prefill: the admitted tokens are not all computed yet.
+  bool in_prefill() const { return !forked && seqs[0].num_computed < prefill_target; }
 };
 
 Scheduler::Scheduler(SchedulerConfig config, KvCachePolicy* policy)
@@ -118,6 +122,7 @@ AdmitRequest Scheduler::MakeAdmitRequest(const Group& g) const {
   r.output_tokens = g.max_output;
   r.stored_tokens = static_cast<int32_t>(g.seqs[0].tokens.size());
   r.num_seqs = Width(g);
+  r.max_chunk_tokens = config_.enable_chunked_prefill ? config_.max_num_batched_tokens : 0;
   return r;
 }
 
@@ -205,6 +210,30 @@ absl::Status Scheduler::Preempt(Group* g, SchedulerOutput& out, bool allow_swap)
   return absl::OkStatus();
 }
 
+absl::Status Scheduler::StoreTokens(Group* g, Seq& s, int32_t end, SchedulerOutput& out,
+                                    bool& preempted_any, bool& self_preempted) {
+  while (s.num_stored < end) {
+    absl::Status st = policy_->Append(
+        s.id, absl::MakeConstSpan(s.tokens).subspan(static_cast<size_t>(s.num_stored),
+                                                    static_cast<size_t>(end - s.num_stored)));
+    if (st.ok()) {
+      s.num_stored = end;
+      break;
+    }
+    if (!absl::IsResourceExhausted(st)) return st;
+    Group* victim = running_.back();
+    // A group preempting itself may hold copy-on-write pages written by this step's pending
+    // copies, which an engine runs after every swap_out: recompute it instead of swapping.
+    PAGEDKV_RETURN_IF_ERROR(Preempt(victim, out, /*allow_swap=*/victim != g));
+    preempted_any = true;
+    if (victim == g) {
+      self_preempted = true;
+      break;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Scheduler::ScheduleRunning(SchedulerOutput& out, int32_t& budget,
                                         bool& preempted_any) {
   size_t i = 0;
@@ -212,9 +241,15 @@ absl::Status Scheduler::ScheduleRunning(SchedulerOutput& out, int32_t& budget,
     Group* g = running_[i];
     if (g->in_prefill()) {
       Seq& s = g->seqs[0];
-      const int32_t remaining = s.num_stored - s.num_computed;
+      const int32_t remaining = g->prefill_target - s.num_computed;
       const int32_t chunk = std::min(remaining, budget);
       if (chunk > 0) {
+        // Slots for the chunk, when the policy allocates a prefill chunk by chunk; preempt the
+        // newest running request while memory is short (possibly this one).
+        bool self_preempted = false;
+        PAGEDKV_RETURN_IF_ERROR(
+            StoreTokens(g, s, s.num_computed + chunk, out, preempted_any, self_preempted));
+        if (self_preempted) break;  // g was the last running group
         out.scheduled.push_back(
             {s.id, g->request_id, chunk, s.num_computed, true, chunk == remaining ? Width(*g) : 0});
         budget -= chunk;
@@ -233,24 +268,8 @@ absl::Status Scheduler::ScheduleRunning(SchedulerOutput& out, int32_t& budget,
     bool self_preempted = false;
     for (int32_t k = 0; k < live && !self_preempted; ++k) {
       Seq& s = g->seqs[k];
-      while (s.num_stored < static_cast<int32_t>(s.tokens.size())) {
-        absl::Status st = policy_->Append(
-            s.id, absl::MakeConstSpan(s.tokens).subspan(static_cast<size_t>(s.num_stored)));
-        if (st.ok()) {
-          s.num_stored = static_cast<int32_t>(s.tokens.size());
-          break;
-        }
-        if (!absl::IsResourceExhausted(st)) return st;
-        Group* victim = running_.back();
-        // A group preempting itself may hold copy-on-write pages written by this step's pending
-        // copies, which an engine runs after every swap_out: recompute it instead of swapping.
-        PAGEDKV_RETURN_IF_ERROR(Preempt(victim, out, /*allow_swap=*/victim != g));
-        preempted_any = true;
-        if (victim == g) {
-          self_preempted = true;
-          break;
-        }
-      }
+      PAGEDKV_RETURN_IF_ERROR(StoreTokens(g, s, static_cast<int32_t>(s.tokens.size()), out,
+                                          preempted_any, self_preempted));
     }
     if (self_preempted) break;  // g was the last running group
     for (int32_t k = 0; k < live; ++k) {
@@ -318,10 +337,18 @@ absl::Status Scheduler::ScheduleWaiting(SchedulerOutput& out, int32_t& budget) {
     if (running_seqs_ + width > config_.max_num_seqs && width <= config_.max_num_seqs) break;
     Seq& s = g->seqs[0];
     const AdmitRequest req = MakeAdmitRequest(*g);
-    const AdmitCheck check = policy_->CanAdmit(req, s.tokens);
+    AdmitCheck check = policy_->CanAdmit(req, s.tokens);
     const int32_t stored = req.stored_tokens;
     // At least the last token is computed: its logits give the next token.
     const int32_t hint_cached = std::min(check.cached_tokens, stored - 1);
+    // Tokens given slots at admission: all, or the cached prefix and the first chunk when the
+    // policy allocates a prefill by chunk (a long prompt on a sliding-window model).
+    int32_t admit_len = stored;
+    if (config_.enable_chunked_prefill && policy_->AllocatesPrefillByChunk() &&
+        hint_cached + budget < stored) {
+      admit_len = hint_cached + budget;
+      check.fits = policy_->CanAdmit(req, absl::MakeConstSpan(s.tokens).first(admit_len)).fits;
+    }
     const bool too_long_unchunked =
         !config_.enable_chunked_prefill && stored - hint_cached > config_.max_num_batched_tokens;
     // With no running or swapped request holding memory, what does not fit now never will.
@@ -339,7 +366,8 @@ absl::Status Scheduler::ScheduleWaiting(SchedulerOutput& out, int32_t& budget) {
     if (!check.fits) break;
     ids.clear();
     for (const Seq& seq : g->seqs) ids.push_back(seq.id);
-    absl::StatusOr<int32_t> cached = policy_->Admit(ids, req, s.tokens);
+    absl::StatusOr<int32_t> cached =
+        policy_->Admit(ids, req, absl::MakeConstSpan(s.tokens).first(admit_len));
     if (!cached.ok()) {
       if (absl::IsResourceExhausted(cached.status())) break;
       return cached.status();
@@ -348,9 +376,10 @@ absl::Status Scheduler::ScheduleWaiting(SchedulerOutput& out, int32_t& budget) {
     const int32_t hit = std::min(*cached, stored - 1);
     s.live = true;
     s.num_computed = hit;
-    s.num_stored = stored;
+    s.num_stored = admit_len;
+    g->prefill_target = stored;
     const int32_t remaining = stored - hit;
-    const int32_t chunk = std::min(remaining, budget);
+    const int32_t chunk = std::min({remaining, budget, admit_len - hit});
     out.scheduled.push_back(
         {s.id, g->request_id, chunk, hit, true, chunk == remaining ? width : 0});
     budget -= chunk;
@@ -414,6 +443,8 @@ absl::StatusOr<StepCompletion> Scheduler::CompleteStep(const SchedulerOutput& ou
       const ScheduledSeq& e = sched[i];
       Seq& s0 = g->seqs[0];
       s0.num_computed += e.num_query_tokens;
+      // The forward pass wrote the chunk's K/V: its full pages may serve later prompts.
+      PAGEDKV_RETURN_IF_ERROR(policy_->MarkComputed(s0.id, s0.num_computed));
       if (e.num_samples > 0) {
         sampled = true;
         if (e.num_samples > 1) {
@@ -461,6 +492,7 @@ absl::StatusOr<StepCompletion> Scheduler::CompleteStep(const SchedulerOutput& ou
       for (size_t k = i; k < j; ++k) {
         Seq& s = g->seqs[sched[k].seq_id - g->seqs[0].id];
         s.num_computed += 1;
+        PAGEDKV_RETURN_IF_ERROR(policy_->MarkComputed(s.id, s.num_computed));
         s.tokens.push_back(samples.tokens[tok++]);
       }
       done.tokens_generated += static_cast<int64_t>(n);

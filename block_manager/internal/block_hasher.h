@@ -50,6 +50,13 @@ inline BlockHash HashPage(const BlockHash& parent, absl::Span<const TokenId> tok
   return BlockHash{lo, hi};
 }
 
+// One 64-bit key from two (a sequence's extra_key and encoder_key): different pairs give different
+// keys except with probability about 2^-64.
+inline uint64_t MixKeys(uint64_t a, uint64_t b) {
+  return FoldedMultiply(a ^ 0x452821e638d01377ull, b ^ 0xbe5466cf34e90c6cull) ^
+         FoldedMultiply(b ^ 0xc0ac29b7c97c50ddull, 0x3f84d5b5b5470917ull);
+}
+
 }  // namespace pagedkv::internal
 
 #endif  // PAGEDKV_BLOCK_MANAGER_INTERNAL_BLOCK_HASHER_H_

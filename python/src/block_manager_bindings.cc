@@ -30,10 +30,12 @@
 namespace pagedkv::python {
 namespace {
 
-SequenceOptions MakeSeqOptions(uint64_t extra_key, EvictionPriority priority) {
+SequenceOptions MakeSeqOptions(uint64_t extra_key, EvictionPriority priority,
+                               std::optional<uint64_t> encoder_key) {
   SequenceOptions o;
   o.extra_key = extra_key;
   o.priority = priority;
+  o.encoder_key = encoder_key;
   return o;
 }
 
@@ -183,6 +185,7 @@ void BindBlockManager(py::module_& m) {
   py::class_<SequenceStats>(m, "SequenceStats")
       .def_readonly("seq_id", &SequenceStats::seq_id)
       .def_readonly("num_tokens", &SequenceStats::num_tokens)
+      .def_readonly("num_computed_tokens", &SequenceStats::num_computed_tokens)
       .def_readonly("num_encoder_tokens", &SequenceStats::num_encoder_tokens)
       .def_readonly("num_pages", &SequenceStats::num_pages)
       .def_readonly("num_shared_pages", &SequenceStats::num_shared_pages)
@@ -441,24 +444,46 @@ void BindBlockManager(py::module_& m) {
       .def(
           "can_admit",
           [](const BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
-             EvictionPriority priority) {
-            return bm.CanAdmit(AsSpan(prompt), MakeSeqOptions(extra_key, priority));
+             EvictionPriority priority, std::optional<uint64_t> encoder_key) {
+            return bm.CanAdmit(AsSpan(prompt), MakeSeqOptions(extra_key, priority, encoder_key));
           },
           py::arg("prompt"), py::arg("extra_key") = 0,
-          py::arg("priority") = EvictionPriority::kNormal,
-          "Would add_sequence(prompt) fit above the watermark? Counts prefix hits without "
-          "taking them.")
+          py::arg("priority") = EvictionPriority::kNormal, py::arg("encoder_key") = py::none(),
+          "Would add_sequence(prompt) fit above the watermark? Counts prefix hits (published "
+          "pages only) without taking them.")
       .def(
           "add_sequence",
           [](BlockManager& bm, SeqId seq, const InArray<int32_t>& prompt, uint64_t extra_key,
-             EvictionPriority priority) {
-            return ValueOrThrow(
-                bm.AddSequence(seq, AsSpan(prompt), MakeSeqOptions(extra_key, priority)));
+             EvictionPriority priority, std::optional<uint64_t> encoder_key) {
+            return ValueOrThrow(bm.AddSequence(seq, AsSpan(prompt),
+                                               MakeSeqOptions(extra_key, priority, encoder_key)));
           },
           py::arg("seq_id"), py::arg("prompt"), py::arg("extra_key") = 0,
-          py::arg("priority") = EvictionPriority::kNormal,
-          "Admits a sequence with its prompt (token ids), taking prefix-cache hits. RuntimeError "
-          "for a known id, OutOfBlocks when it does not fit. Returns an AdmitInfo.")
+          py::arg("priority") = EvictionPriority::kNormal, py::arg("encoder_key") = py::none(),
+          "Admits a sequence with its prompt (token ids), taking prefix-cache hits (the sequence "
+          "starts with that many computed tokens). encoder_key (int): identity of the encoder "
+          "input, required on a cross-attention model with prefix caching. RuntimeError for a "
+          "known id, OutOfBlocks when it does not fit, ValueError for a missing encoder_key. "
+          "Returns an AdmitInfo.")
+      // Compute progress
+      .def(
+          "mark_computed",
+          [](BlockManager& bm, SeqId seq, int64_t n) { ThrowIfError(bm.MarkComputed(seq, n)); },
+          py::arg("seq_id"), py::arg("num_computed_tokens"),
+          "After a forward pass: the K/V of the first num_computed_tokens tokens is written. Full "
+          "computed pages are published to the prefix cache. Monotone (ValueError below the "
+          "current count or above the length); KeyError for an unknown id.")
+      .def(
+          "mark_computed_batch",
+          [](BlockManager& bm, const InArray<uint64_t>& seqs, const InArray<int64_t>& counts) {
+            ThrowIfError(bm.MarkComputedBatch(AsSpan(seqs), AsSpan(counts)));
+          },
+          py::arg("seq_ids"), py::arg("num_computed_tokens"),
+          "mark_computed for one step's sequences, all or nothing.")
+      .def(
+          "num_computed_tokens",
+          [](const BlockManager& bm, SeqId seq) { return ValueOrThrow(bm.NumComputedTokens(seq)); },
+          py::arg("seq_id"), "Tokens of the sequence whose K/V is computed (prefix hits included).")
       // Growth
       .def(
           "append_tokens",
@@ -506,7 +531,7 @@ void BindBlockManager(py::module_& m) {
           "Truncates the sequence to num_tokens tokens, releasing pages past the end.")
       .def(
           "free", [](BlockManager& bm, SeqId seq) { ThrowIfError(bm.Free(seq)); },
-          py::arg("seq_id"), "Releases every page; hashed pages join the prefix cache.")
+          py::arg("seq_id"), "Releases every page; published pages join the prefix cache.")
       // Swap
       .def(
           "swap_out",
@@ -543,10 +568,12 @@ void BindBlockManager(py::module_& m) {
           py::arg("seq_id"), py::arg("priority"))
       .def(
           "touch_prefix",
-          [](BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key) {
-            return bm.TouchPrefix(AsSpan(prompt), extra_key);
+          [](BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
+             std::optional<uint64_t> encoder_key) {
+            return bm.TouchPrefix(
+                AsSpan(prompt), MakeSeqOptions(extra_key, EvictionPriority::kNormal, encoder_key));
           },
-          py::arg("prompt"), py::arg("extra_key") = 0,
+          py::arg("prompt"), py::arg("extra_key") = 0, py::arg("encoder_key") = py::none(),
           "Marks the cached pages of this prompt's prefix most recently used; returns how many "
           "leading pages were found.")
       // Per-step outputs

@@ -351,11 +351,14 @@ TEST_P(BlockSizeTest, RewindReleasesWholePagesAndKeepsSharedPagesIntact) {
 
 TEST_P(BlockSizeTest, FreeReleasesEverythingAndNothingLeaks) {
   auto bm = Make(Spec({LayerSpec::Full(), LayerSpec::Cross()}), Config(bs(), 64, 64, true));
-  ASSERT_TRUE(bm->AddSequence(1, Tokens(2 * bs() + 1)).ok());
+  SequenceOptions audio;
+  audio.encoder_key = 11;
+  ASSERT_TRUE(bm->AddSequence(1, Tokens(2 * bs() + 1), audio).ok());
+  ASSERT_TRUE(bm->MarkComputed(1, 2 * bs() + 1).ok());
   ASSERT_TRUE(bm->SetCrossAttention(1, bs() + 2).ok());
   ASSERT_TRUE(bm->Fork(1, 2).ok());
   ASSERT_TRUE(bm->AppendTokens(2, Tokens(3)).ok());
-  ASSERT_TRUE(bm->AddSequence(3, Tokens(bs())).ok());
+  ASSERT_TRUE(bm->AddSequence(3, Tokens(bs()), audio).ok());
   ASSERT_TRUE(bm->SwapOut(3).ok());
   ExpectFailsUnchanged(*bm, StatusCode::kNotFound, [&] { return bm->Free(4); });
   for (SeqId id : {1, 2, 3}) ASSERT_TRUE(bm->Free(id).ok());
@@ -575,6 +578,8 @@ TEST_P(PrefixCacheTest, HitsFullPagesExceptTheLastTokensPage) {
   ASSERT_TRUE(bm->prefix_caching_enabled());
   const std::vector<TokenId> prompt = Tokens(3 * bs() + 1);
   ASSERT_TRUE(bm->AddSequence(1, prompt).ok());
+  EXPECT_EQ(bm->CanAdmit(prompt).num_cached_tokens, 0);  // nothing computed yet
+  ASSERT_TRUE(bm->MarkComputed(1, static_cast<int64_t>(prompt.size())).ok());
   const int32_t full_pages = 3;  // (prompt_len - 1) / bs
   const AdmitInfo predicted = bm->CanAdmit(prompt);
   EXPECT_EQ(predicted.num_cached_tokens, full_pages * bs());
@@ -629,7 +634,8 @@ TEST_P(PrefixCacheTest, HostTierKeepsEvictedPagesAsSecondLevel) {
   auto bm = Make(Spec({LayerSpec::Full()}), Config(bs(), 4, 8, true));
   const std::vector<TokenId> prompt = Tokens(3 * bs() + 1, 1000);
   ASSERT_TRUE(bm->AddSequence(1, prompt).ok());
-  ASSERT_TRUE(bm->Free(1).ok());  // 3 hashed pages cached on the GPU
+  ASSERT_TRUE(bm->MarkComputed(1, static_cast<int64_t>(prompt.size())).ok());
+  ASSERT_TRUE(bm->Free(1).ok());  // 3 published pages cached on the GPU
   (void)bm->TakeCacheOps();
   ASSERT_TRUE(bm->AddSequence(2, Tokens(4 * bs(), 5000)).ok());  // evicts all of them
   CacheOps ops = bm->TakeCacheOps();
@@ -687,7 +693,9 @@ TEST_P(BlockSizeTest, CrossAttentionPagesWrittenOnceSharedByForks) {
                  Config(bs(), 64, 64, true));
   ASSERT_EQ(bm->num_groups(), 2);
   EXPECT_EQ(bm->LocateLayer(2)->group, 1);
-  ASSERT_TRUE(bm->AddSequence(1, Tokens(2)).ok());
+  SequenceOptions audio;
+  audio.encoder_key = 3;
+  ASSERT_TRUE(bm->AddSequence(1, Tokens(2), audio).ok());
   const int32_t enc = 2 * bs() + 1;
   ASSERT_TRUE(bm->SetCrossAttention(1, enc).ok());
   const BlockTable* cross = *bm->GetBlockTable(1, 1);
@@ -707,7 +715,7 @@ TEST_P(BlockSizeTest, CrossAttentionPagesWrittenOnceSharedByForks) {
   ExpectFailsUnchanged(*bm, StatusCode::kFailedPrecondition,
                        [&] { return bm->SetCrossAttention(1, 3); });
   ExpectFailsUnchanged(*bm, StatusCode::kNotFound, [&] { return bm->SetCrossAttention(7, 3); });
-  ASSERT_TRUE(bm->AddSequence(3, Tokens(1)).ok());
+  ASSERT_TRUE(bm->AddSequence(3, Tokens(1), audio).ok());
   ExpectFailsUnchanged(*bm, StatusCode::kInvalidArgument,
                        [&] { return bm->SetCrossAttention(3, -1); });
   ExpectFailsUnchanged(*bm, StatusCode::kResourceExhausted,
@@ -749,8 +757,10 @@ TEST(BlockManagerEvictionTest, LowPriorityPagesAreEvictedFirst) {
   auto bm = Make(Spec({LayerSpec::Full()}), Config(4, 4, 0, true));
   SequenceOptions low;
   low.priority = EvictionPriority::kLow;
-  ASSERT_TRUE(bm->AddSequence(1, Tokens(8, 100)).ok());       // 2 full hashed pages, normal
-  ASSERT_TRUE(bm->AddSequence(2, Tokens(4, 500), low).ok());  // 1 full hashed page, low
+  ASSERT_TRUE(bm->AddSequence(1, Tokens(8, 100)).ok());       // 2 full pages, normal
+  ASSERT_TRUE(bm->AddSequence(2, Tokens(4, 500), low).ok());  // 1 full page, low
+  ASSERT_TRUE(bm->MarkComputed(1, 8).ok());
+  ASSERT_TRUE(bm->MarkComputed(2, 4).ok());
   ASSERT_TRUE(bm->Free(1).ok());
   ASSERT_TRUE(bm->Free(2).ok());
   EXPECT_EQ(bm->stats().groups[0].gpu_cached_blocks, 3u);

@@ -41,12 +41,16 @@ std::string CodeList(std::initializer_list<absl::StatusCode> codes) {
 
 const char* HarnessModelName(HarnessModel model) {
   switch (model) {
+    case HarnessModel::kShares:
+      return "shares";
+    case HarnessModel::kFullSliding:
+      return "full_sliding";
+    case HarnessModel::kCross:
+      return "full_cross";
     case HarnessModel::kFull:
       return "full";
     case HarnessModel::kSliding:
       return "sliding";
-    case HarnessModel::kCross:
-      return "cross";
   }
   return "?";
 }
@@ -62,13 +66,15 @@ uint32_t ByteOpSource::Next(uint32_t bound) {
 }
 
 std::string HarnessCounters::ToString() const {
-  return absl::StrCat(
-      "ops=", ops, " ok=", ok, " failed=", failed, " adds=", adds, " appends=", appends,
-      " batch_appends=", batch_appends, " forks=", forks, " reorders=", reorders,
-      " rewinds=", rewinds, " frees=", frees, " swap_outs=", swap_outs, " swap_ins=", swap_ins,
-      " crosses=", crosses, " bad_inputs=", bad_inputs, " prefix_hit_pages=", prefix_hit_pages,
-      " host_hit_pages=", host_hit_pages, " cow_copies=", cow_copies, " evictions=", evictions,
-      " host_offloads=", host_offloads, " verified_tokens=", verified_tokens);
+  return absl::StrCat("ops=", ops, " ok=", ok, " failed=", failed, " adds=", adds,
+                      " appends=", appends, " batch_appends=", batch_appends, " forks=", forks,
+                      " reorders=", reorders, " rewinds=", rewinds, " frees=", frees,
+                      " swap_outs=", swap_outs, " swap_ins=", swap_ins, " crosses=", crosses,
+                      " bad_inputs=", bad_inputs, " readmits=", readmits,
+                      " partial_computes=", partial_computes, " poisoned_blocks=", poisoned_blocks,
+                      " prefix_hit_pages=", prefix_hit_pages, " host_hit_pages=", host_hit_pages,
+                      " cow_copies=", cow_copies, " evictions=", evictions,
+                      " host_offloads=", host_offloads, " verified_tokens=", verified_tokens);
 }
 
 absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOptions& options) {
@@ -83,14 +89,20 @@ absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOp
   spec.head_dim = 1;
   spec.kv_dtype = DType::kFp32;  // one 32-bit word per K and per V of a token and layer
   switch (options.model) {
-    case HarnessModel::kFull:
+    case HarnessModel::kShares:
       spec.layers = {LayerSpec::Full(), LayerSpec::Shares(0), LayerSpec::Full()};
       break;
-    case HarnessModel::kSliding:
+    case HarnessModel::kFullSliding:
       spec.layers = {LayerSpec::Full(), LayerSpec::Sliding(2 * bs + 3), LayerSpec::Shares(1)};
       break;
     case HarnessModel::kCross:
       spec.layers = {LayerSpec::Full(), LayerSpec::Cross()};
+      break;
+    case HarnessModel::kFull:
+      spec.layers = {LayerSpec::Full()};
+      break;
+    case HarnessModel::kSliding:
+      spec.layers = {LayerSpec::Sliding(2 * bs + 3), LayerSpec::Shares(0)};
       break;
   }
   CacheConfig cfg;
@@ -103,13 +115,20 @@ absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOp
   cfg.watermark = 0.0;
   cfg.enable_prefix_caching = options.prefix_caching;
   PAGEDKV_ASSIGN_OR_RETURN(h->bm_, BlockManager::Create(spec, cfg));
-  // Poison every byte, so a page read before it was written is caught.
+  // Poison every byte, so a page read before it was written is caught; and every block again
+  // when it is allocated (its previous owner's bytes could be right by chance).
   for (int32_t g = 0; g < h->bm_->num_groups(); ++g) {
     MemoryPool& gpu = h->bm_->gpu_pool(g);
     std::memset(gpu.base(), 0xA5, gpu.total_bytes());
     if (MemoryPool* host = h->bm_->host_pool(g))
       std::memset(host->base(), 0x5A, host->total_bytes());
   }
+  h->fresh_gpu_.resize(h->bm_->num_groups());
+  h->fresh_host_.resize(h->bm_->num_groups());
+  DataHarness* raw = h.get();
+  h->bm_->TEST_SetAllocationHook([raw](int32_t group, Tier tier, BlockId block) {
+    (tier == Tier::kHost ? raw->fresh_host_ : raw->fresh_gpu_)[group].push_back(block);
+  });
   std::mt19937 rng(12345);
   h->shared_prefixes_.resize(3);
   for (auto& p : h->shared_prefixes_) {
@@ -119,18 +138,24 @@ absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOp
   return h;
 }
 
-uint32_t DataHarness::ValueAfter(uint32_t prev, TokenId token, uint64_t extra_key) const {
+uint32_t DataHarness::ValueAfter(uint32_t prev, TokenId token, uint64_t key) const {
   return Mix32(prev ^ (static_cast<uint32_t>(token) * 0x85ebca6bu) ^
-               static_cast<uint32_t>(extra_key * 0xc2b2ae35u));
+               static_cast<uint32_t>(key * 0xc2b2ae35u));
 }
 
 void DataHarness::Recompute(RefSeq& r, int32_t from) const {
   r.values.resize(r.tokens.size());
+  const uint64_t key = r.extra_key ^ (r.encoder_key * 0x9e3779b97f4a7c15ull);
   for (size_t p = static_cast<size_t>(from); p < r.tokens.size(); ++p) {
-    const uint32_t prev =
-        p == 0 ? 0x12345678u ^ static_cast<uint32_t>(r.extra_key) : r.values[p - 1];
-    r.values[p] = ValueAfter(prev, r.tokens[p], r.extra_key);
+    const uint32_t prev = p == 0 ? 0x12345678u ^ static_cast<uint32_t>(key) : r.values[p - 1];
+    r.values[p] = ValueAfter(prev, r.tokens[p], key);
   }
+}
+
+void DataHarness::Poison(bool host, int32_t group, BlockId block) {
+  MemoryPool* pool = host ? bm_->host_pool(group) : &bm_->gpu_pool(group);
+  std::memset(pool->BlockData(block), host ? 0x5A : 0xA5, pool->bytes_per_block());
+  ++counters_.poisoned_blocks;
 }
 
 std::vector<TokenId> DataHarness::MakePrompt(OpSource& src) {
@@ -185,7 +210,7 @@ uint32_t* DataHarness::Word(bool host, int32_t group, BlockId block, int32_t lay
   return base + (static_cast<size_t>(layer) * 2 + kv) * bs_ + slot_in_block;
 }
 
-absl::Status DataHarness::Flush() {
+absl::Status DataHarness::Flush(OpSource* src) {
   bm_->TakeCacheOps(&ops_);
   if (static_cast<int32_t>(ops_.groups.size()) != bm_->num_groups()) {
     return Violation(absl::StrCat("CacheOps has ", ops_.groups.size(), " groups"));
@@ -222,9 +247,15 @@ absl::Status DataHarness::Flush() {
         return Violation(absl::StrCat("copy source ", p.src, " is also a copy destination"));
       }
     }
+    // Fresh host blocks hold garbage until the swap_outs that write them; fresh GPU blocks after
+    // the swap_outs, which may still read an evicted block's previous contents.
+    for (BlockId b : fresh_host_[g]) Poison(true, g, b);
+    fresh_host_[g].clear();
     for (const BlockPair& p : go.swap_out) {
       std::memcpy(host->BlockData(p.dst), gpu.BlockData(p.src), bpb);
     }
+    for (BlockId b : fresh_gpu_[g]) Poison(false, g, b);
+    fresh_gpu_[g].clear();
     for (const BlockPair& p : go.swap_in) {
       std::memcpy(gpu.BlockData(p.dst), host->BlockData(p.src), bpb);
     }
@@ -236,14 +267,20 @@ absl::Status DataHarness::Flush() {
     return Violation("a second TakeCacheOps returned operations");
   }
 
-  // The model's writes: every resident sequence's unwritten tokens, one batch per group.
+  // The model computes a chunk of every resident sequence's uncomputed tokens (all of them without
+  // a source) and writes their K/V, one batch per group.
   std::vector<BatchEntry> entries;
   std::vector<SeqId> cross_ids;
   for (SeqId id : ids_) {
     RefSeq& r = ref_[id];
     if (r.swapped) continue;
-    const int32_t len = static_cast<int32_t>(r.tokens.size());
-    if (r.written < len) entries.push_back({id, len - r.written, -1});
+    const int32_t pending = static_cast<int32_t>(r.tokens.size()) - r.written;
+    int32_t chunk = pending;
+    if (src != nullptr && pending > 0 && src->Next(3) == 0) {
+      chunk = static_cast<int32_t>(src->Next(static_cast<uint32_t>(pending) + 1));
+      counters_.partial_computes += chunk < pending;
+    }
+    if (chunk > 0) entries.push_back({id, chunk, r.written + chunk});
     if (!r.cross_written) cross_ids.push_back(id);
   }
   for (int32_t g = 0; g < bm_->num_groups() && !entries.empty(); ++g) {
@@ -260,10 +297,13 @@ absl::Status DataHarness::Flush() {
     for (size_t b = 0; b < entries.size(); ++b) {
       const RefSeq& r = ref_[entries[b].seq_id];
       PAGEDKV_ASSIGN_OR_RETURN(const BlockTable* t, bm_->GetBlockTable(entries[b].seq_id, g));
-      // Page table of the entry = the table's live pages.
+      // Page table of the entry = the table's live pages up to its context's last page.
+      const int32_t ctx = entries[b].num_context_tokens;
+      const int32_t last_page = (ctx - 1) / bs_;
       const int32_t np = layout_.page_indptr[b + 1] - layout_.page_indptr[b];
-      if (np != t->num_live_pages() || layout_.first_page_token[b] != t->first_live_page() * bs_ ||
-          layout_.last_page_len[b] != t->num_tokens() - (t->num_pages() - 1) * bs_) {
+      if (np != last_page - t->first_live_page() + 1 ||
+          layout_.first_page_token[b] != t->first_live_page() * bs_ ||
+          layout_.last_page_len[b] != ctx - last_page * bs_) {
         return Violation(absl::StrCat("BatchLayout entry ", b, " page table wrong"));
       }
       for (int32_t k = 0; k < np; ++k) {
@@ -293,7 +333,25 @@ absl::Status DataHarness::Flush() {
       }
     }
   }
-  for (const BatchEntry& e : entries) ref_[e.seq_id].written += e.num_new_tokens;
+  // After the forward pass the engine reports what it computed (one batch call, or one call per
+  // sequence); full computed pages become prefix hits from now on.
+  std::vector<SeqId> ids;
+  std::vector<int64_t> computed;
+  for (const BatchEntry& e : entries) {
+    RefSeq& r = ref_[e.seq_id];
+    r.written += e.num_new_tokens;
+    ids.push_back(e.seq_id);
+    computed.push_back(r.written);
+  }
+  if (src != nullptr && src->Next(2) == 0) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const absl::Status st = bm_->MarkComputed(ids[i], computed[i]);
+      if (!st.ok()) return Violation(absl::StrCat("MarkComputed: ", st.ToString()));
+    }
+  } else {
+    const absl::Status st = bm_->MarkComputedBatch(ids, computed);
+    if (!st.ok()) return Violation(absl::StrCat("MarkComputedBatch: ", st.ToString()));
+  }
   for (SeqId id : cross_ids) {
     RefSeq& r = ref_[id];
     int32_t cg = -1;
@@ -320,13 +378,21 @@ absl::Status DataHarness::Flush() {
   return absl::OkStatus();
 }
 
+absl::Status DataHarness::CompleteCompute(SeqId id) {
+  const RefSeq& r = ref_[id];
+  if (r.swapped || r.written == static_cast<int32_t>(r.tokens.size())) return absl::OkStatus();
+  return Flush();
+}
+
 absl::Status DataHarness::VerifySeq(SeqId id, const RefSeq& r) {
   PAGEDKV_ASSIGN_OR_RETURN(SequenceStats ss, bm_->GetSequenceStats(id));
   if (ss.num_tokens != static_cast<int32_t>(r.tokens.size()) || ss.swapped_out != r.swapped ||
-      ss.num_encoder_tokens != (r.has_cross ? r.encoder_tokens : 0)) {
-    return Violation(absl::StrCat("sequence ", id, ": stats say ", ss.num_tokens,
-                                  " tokens, swapped ", ss.swapped_out, "; reference ",
-                                  r.tokens.size(), ", ", r.swapped));
+      ss.num_encoder_tokens != (r.has_cross ? r.encoder_tokens : 0) ||
+      ss.num_computed_tokens != r.written) {
+    return Violation(absl::StrCat("sequence ", id, ": stats say ", ss.num_tokens, " tokens (",
+                                  ss.num_computed_tokens, " computed), swapped ", ss.swapped_out,
+                                  "; reference ", r.tokens.size(), " (", r.written, "), ",
+                                  r.swapped));
   }
   for (int32_t g = 0; g < bm_->num_groups(); ++g) {
     const KvGroup& kg = bm_->group_info(g).group;
@@ -411,14 +477,14 @@ absl::Status DataHarness::Run(OpSource& src, int64_t num_ops) {
 }
 
 absl::Status DataHarness::Step(OpSource& src) {
-  // Tokens appended by the previous call are computed (written) in the step that follows it,
-  // before any other manager call, as an engine does.
+  // Tokens added by earlier calls are computed (written) in the steps that follow, a chunk at a
+  // time, before any other manager call, as an engine does.
   bool pending = false;
   for (const auto& [id, r] : ref_) {
     pending |=
         !r.swapped && (r.written < static_cast<int32_t>(r.tokens.size()) || !r.cross_written);
   }
-  if (pending) PAGEDKV_RETURN_IF_ERROR(Flush());
+  if (pending) PAGEDKV_RETURN_IF_ERROR(Flush(&src));
   ++counters_.ops;
   const uint32_t pick = src.Next(100);
   absl::Status st;
@@ -442,10 +508,12 @@ absl::Status DataHarness::Step(OpSource& src) {
     st = OpSwapIn(src);
   } else if (pick < 92) {
     st = OpCross(src);
-  } else if (pick < 96) {
+  } else if (pick < 95) {
     st = OpBadInput(src);
+  } else if (pick < 98) {
+    st = OpReadmit(src);
   } else {
-    st = Flush();
+    st = Flush(&src);
   }
   if (!st.ok()) {
     return absl::InternalError(absl::StrCat("op ", counters_.ops, ": ", st.message()));
@@ -456,15 +524,26 @@ absl::Status DataHarness::Step(OpSource& src) {
 absl::Status DataHarness::OpAdd(OpSource& src) {
   if (static_cast<int32_t>(ids_.size()) >= opt_.max_live_seqs) return OpFree(src);
   ++counters_.adds;
-  const SeqId id = next_id_++;
-  std::vector<TokenId> prompt = MakePrompt(src);
+  RefSeq r;
+  r.tokens = MakePrompt(src);
+  r.extra_key = src.Next(4) == 0 ? 7 : 0;
+  // Two encoder inputs on the cross model: requests with the same decoder prompt share pages only
+  // under the same one (values depend on it, so sharing across them would be caught).
+  if (opt_.model == HarnessModel::kCross) r.encoder_key = 1 + src.Next(2);
+  const EvictionPriority priority =
+      src.Next(4) == 0 ? EvictionPriority::kLow : EvictionPriority::kNormal;
+  return Admit(next_id_++, std::move(r), priority);
+}
+
+absl::Status DataHarness::Admit(SeqId id, RefSeq r, EvictionPriority priority) {
   SequenceOptions so;
-  so.extra_key = src.Next(4) == 0 ? 7 : 0;
-  so.priority = src.Next(4) == 0 ? EvictionPriority::kLow : EvictionPriority::kNormal;
-  const AdmitInfo predicted = bm_->CanAdmit(prompt, so);
+  so.extra_key = r.extra_key;
+  so.priority = priority;
+  if (r.encoder_key != 0) so.encoder_key = r.encoder_key;
+  const AdmitInfo predicted = bm_->CanAdmit(r.tokens, so);
   const BlockManagerStats before = bm_->stats();
   if (!(before == bm_->stats())) return Violation("CanAdmit changed the stats");
-  absl::StatusOr<AdmitInfo> info = bm_->AddSequence(id, prompt, so);
+  absl::StatusOr<AdmitInfo> info = bm_->AddSequence(id, r.tokens, so);
   if (!info.ok()) {
     PAGEDKV_RETURN_IF_ERROR(ExpectFailure(info.status(), {absl::StatusCode::kResourceExhausted},
                                           before, "AddSequence"));
@@ -480,24 +559,40 @@ absl::Status DataHarness::OpAdd(OpSource& src) {
   if (!bm_->prefix_caching_enabled() && info->num_cached_tokens != 0) {
     return Violation("prefix hit with prefix caching off");
   }
-  RefSeq r;
-  r.tokens = std::move(prompt);
-  r.extra_key = so.extra_key;
   Recompute(r, 0);
-  // Prefix-cache pages already hold their K/V; the rest is computed in the next step.
+  // Prefix-cache pages already hold their K/V; the rest is computed in the steps that follow.
   r.written = info->num_cached_tokens;
+  r.swapped = false;
+  r.has_cross = false;
+  r.encoder_tokens = 0;
+  r.cross_written = true;
   ref_.emplace(id, std::move(r));
   ids_.push_back(id);
   ++counters_.ok;
   return absl::OkStatus();
 }
 
+absl::Status DataHarness::OpReadmit(OpSource& src) {
+  bool found;
+  const SeqId id = PickLive(src, false, &found);
+  if (!found) return OpAdd(src);
+  ++counters_.readmits;
+  // The scheduler's recompute preemption: free, later admit prompt + generated tokens again. The
+  // new sequence must hit only pages whose K/V was computed.
+  RefSeq r = ref_[id];
+  PAGEDKV_RETURN_IF_ERROR(bm_->Free(id));
+  ref_.erase(id);
+  ids_.erase(std::find(ids_.begin(), ids_.end(), id));
+  return Admit(next_id_++, std::move(r), EvictionPriority::kNormal);
+}
+
 absl::Status DataHarness::OpAppend(OpSource& src) {
   bool found;
   const SeqId id = PickLive(src, true, &found);
   if (!found) return OpAdd(src);
+  if (static_cast<int32_t>(ref_[id].tokens.size()) > 2 * max_prompt_) return OpRewind(src);
+  PAGEDKV_RETURN_IF_ERROR(CompleteCompute(id));
   RefSeq& r = ref_[id];
-  if (static_cast<int32_t>(r.tokens.size()) > 2 * max_prompt_) return OpRewind(src);
   ++counters_.appends;
   const int32_t n = src.Next(2) == 0 ? 1 : 1 + static_cast<int32_t>(src.Next(bs_ + 3));
   std::vector<TokenId> tokens(n);
@@ -524,8 +619,9 @@ absl::Status DataHarness::OpAppendBatch(OpSource& src) {
   std::vector<SeqId> seqs;
   for (SeqId id : ids_) {
     const RefSeq& r = ref_[id];
-    if (!r.swapped && static_cast<int32_t>(r.tokens.size()) <= 2 * max_prompt_ &&
-        src.Next(3) != 0) {
+    // Decoding sequences only: an engine finishes a prefill before it decodes.
+    if (!r.swapped && r.written == static_cast<int32_t>(r.tokens.size()) &&
+        static_cast<int32_t>(r.tokens.size()) <= 2 * max_prompt_ && src.Next(3) != 0) {
       seqs.push_back(id);
     }
   }
@@ -741,7 +837,8 @@ absl::Status DataHarness::OpBadInput(OpSource& src) {
   const BlockManagerStats before = bm_->stats();
   using C = absl::StatusCode;
   const TokenId tok[2] = {1, 2};
-  switch (src.Next(10)) {
+  const bool swapped = found && ref_[live].swapped;
+  switch (src.Next(16)) {
     case 0:
       return ExpectFailure(bm_->AppendTokens(unknown, tok), {C::kNotFound}, before, "Append?");
     case 1:
@@ -774,6 +871,44 @@ absl::Status DataHarness::OpBadInput(OpSource& src) {
       const int32_t parents[1] = {src.Next(2) == 0 ? 1 : -1};
       return ExpectFailure(bm_->ReorderBeams(beams, parents), {C::kInvalidArgument}, before,
                            "ReorderBeams index");
+    }
+    case 9:
+      return ExpectFailure(bm_->MarkComputed(unknown, 0), {C::kNotFound}, before, "Mark?");
+    case 10: {
+      if (!found) return absl::OkStatus();
+      const int64_t len = static_cast<int64_t>(ref_[live].tokens.size());
+      return ExpectFailure(bm_->MarkComputed(live, len + 1 + src.Next(3)),
+                           {swapped ? C::kFailedPrecondition : C::kInvalidArgument}, before,
+                           "MarkComputed past end");
+    }
+    case 11: {
+      if (!found || ref_[live].written == 0) return absl::OkStatus();
+      return ExpectFailure(bm_->MarkComputed(live, ref_[live].written - 1),
+                           {swapped ? C::kFailedPrecondition : C::kInvalidArgument}, before,
+                           "MarkComputed backwards");
+    }
+    case 12: {
+      if (!found) return absl::OkStatus();
+      const SeqId seqs[2] = {live, live};
+      const int64_t counts[2] = {ref_[live].written, ref_[live].written};
+      return ExpectFailure(bm_->MarkComputedBatch(seqs, counts),
+                           {swapped ? C::kFailedPrecondition : C::kInvalidArgument}, before,
+                           "MarkComputedBatch dup");
+    }
+    case 13: {
+      const SeqId seqs[1] = {found ? live : unknown};
+      const int64_t counts[2] = {0, 0};
+      return ExpectFailure(bm_->MarkComputedBatch(seqs, counts), {C::kInvalidArgument}, before,
+                           "MarkComputedBatch sizes");
+    }
+    case 14: {
+      // A cross-attention model with prefix caching needs the encoder input's identity.
+      if (opt_.model != HarnessModel::kCross || !bm_->prefix_caching_enabled()) {
+        return absl::OkStatus();
+      }
+      if (bm_->CanAdmit(tok).can_admit) return Violation("CanAdmit without encoder_key said yes");
+      return ExpectFailure(bm_->AddSequence(next_id_++, tok).status(), {C::kInvalidArgument},
+                           before, "AddSequence without encoder_key");
     }
     default: {
       if (!found) return absl::OkStatus();

@@ -9,9 +9,13 @@
 //
 // Engine order per step, as the harness mimics it: manager calls (which record CacheOps), then
 // TakeCacheOps and execute them (memcpy: all swap_out, then swap_in, then copies), then the model
-// writes the K/V of the step's new tokens through BuildBatch's slot_mapping. A value is a hash of
-// the token's whole prefix (and the sequence's extra key), as real K/V would be, so a page with
-// the right token ids but another prefix is caught too.
+// computes a chunk of each sequence's uncomputed tokens (chunked prefill: possibly not all of
+// them) and writes their K/V through BuildBatch's slot_mapping, then MarkComputed. A value is a
+// hash of the token's whole prefix (and the sequence's extra key), as real K/V would be, so a page
+// with the right token ids but another prefix is caught too. Every block the manager allocates is
+// poisoned (after the step's swap_outs, which may read an evicted block's old bytes), so a page
+// handed out before its K/V was computed reads as garbage; every sequence is checked within its
+// computed length.
 #ifndef PAGEDKV_TESTS_BLOCK_MANAGER_DATA_HARNESS_H_
 #define PAGEDKV_TESTS_BLOCK_MANAGER_DATA_HARNESS_H_
 
@@ -30,10 +34,13 @@
 namespace pagedkv::testing {
 
 enum class HarnessModel : uint8_t {
-  kFull = 0,     // layers: full, shares(0), full (one group of two layers)
-  kSliding = 1,  // layers: full, sliding(window), shares(1) (two groups; no prefix caching)
-  kCross = 2,    // layers: full, cross (encoder-decoder)
+  kShares = 0,       // layers: full, shares(0), full (one group of two layers)
+  kFullSliding = 1,  // layers: full, sliding(window), shares(1) (two groups; no prefix caching)
+  kCross = 2,        // layers: full, cross (encoder-decoder; prefix keys include the encoder)
+  kFull = 3,         // layers: full (one group, one layer)
+  kSliding = 4,      // layers: sliding(window), shares(0) (one sliding group)
 };
+inline constexpr int kNumHarnessModels = 5;
 const char* HarnessModelName(HarnessModel model);
 
 struct HarnessOptions {
@@ -87,7 +94,8 @@ struct HarnessCounters {
   uint64_t ok = 0;
   uint64_t failed = 0;  // calls that returned an expected error (state checked unchanged)
   uint64_t adds = 0, appends = 0, batch_appends = 0, forks = 0, reorders = 0, rewinds = 0,
-           frees = 0, swap_outs = 0, swap_ins = 0, crosses = 0, bad_inputs = 0;
+           frees = 0, swap_outs = 0, swap_ins = 0, crosses = 0, bad_inputs = 0, readmits = 0,
+           partial_computes = 0, poisoned_blocks = 0;
   uint64_t prefix_hit_pages = 0, host_hit_pages = 0, cow_copies = 0, evictions = 0,
            host_offloads = 0, window_releases = 0;
   uint64_t verified_tokens = 0;
@@ -105,8 +113,9 @@ class DataHarness {
 
   // One random operation (exposed for the fuzzer's fine-grained loop).
   absl::Status Step(OpSource& src);
-  // Executes pending CacheOps and writes pending tokens.
-  absl::Status Flush();
+  // Executes pending CacheOps, then computes pending tokens: all of them, or with `src` a random
+  // chunk of each sequence (chunked prefill), and reports them with MarkComputed.
+  absl::Status Flush(OpSource* src = nullptr);
   // Reads every sequence back through its tables; CheckInvariants.
   absl::Status VerifyAll();
   // Frees every sequence, flushes, and checks that every pool is free or cached.
@@ -120,17 +129,18 @@ class DataHarness {
     std::vector<TokenId> tokens;
     std::vector<uint32_t> values;  // values[p]: hash of tokens[0..p] and extra_key
     uint64_t extra_key = 0;
+    uint64_t encoder_key = 0;  // 0 = none (values depend on it like on the extra key)
     bool swapped = false;
     bool has_cross = false;
     int32_t encoder_tokens = 0;
     uint32_t encoder_seed = 0;  // cross values: hash(encoder_seed, p)
-    int32_t written = 0;        // tokens whose K/V are in the pools
+    int32_t written = 0;        // computed tokens: their K/V is in the pools (MarkComputed)
     bool cross_written = true;
   };
 
   explicit DataHarness(const HarnessOptions& options) : opt_(options) {}
 
-  uint32_t ValueAfter(uint32_t prev, TokenId token, uint64_t extra_key) const;
+  uint32_t ValueAfter(uint32_t prev, TokenId token, uint64_t key) const;
   void Recompute(RefSeq& r, int32_t from) const;
   std::vector<TokenId> MakePrompt(OpSource& src);
   SeqId PickLive(OpSource& src, bool want_resident, bool* found);
@@ -152,6 +162,13 @@ class DataHarness {
   absl::Status OpSwapIn(OpSource& src);
   absl::Status OpCross(OpSource& src);
   absl::Status OpBadInput(OpSource& src);
+  // Preemption by recompute: frees a sequence and admits its tokens again under a new id.
+  absl::Status OpReadmit(OpSource& src);
+  // AddSequence of r.tokens with r's keys, checked against CanAdmit; on success r is live.
+  absl::Status Admit(SeqId id, RefSeq r, EvictionPriority priority);
+  // Computes everything `id` has pending (an engine finishes a prefill before it decodes).
+  absl::Status CompleteCompute(SeqId id);
+  void Poison(bool host, int32_t group, BlockId block);
 
   HarnessOptions opt_;
   std::unique_ptr<BlockManager> bm_;
@@ -163,6 +180,9 @@ class DataHarness {
   std::vector<std::vector<TokenId>> shared_prefixes_;
   CacheOps ops_;
   BatchLayout layout_;
+  // Blocks allocated since the last Flush, per group: poisoned there (host ones before the
+  // swap_outs that write them, GPU ones after the swap_outs that may read them).
+  std::vector<std::vector<BlockId>> fresh_gpu_, fresh_host_;
   HarnessCounters counters_;
 };
 

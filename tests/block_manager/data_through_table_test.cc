@@ -29,8 +29,10 @@ std::vector<DataCase> AllCases() {
   std::vector<DataCase> cases;
   for (int32_t bs : {1, 3, 16, 17, 128}) {
     cases.push_back({HarnessModel::kFull, bs, true});
-    cases.push_back({HarnessModel::kFull, bs, false});
+    cases.push_back({HarnessModel::kShares, bs, true});
+    cases.push_back({HarnessModel::kShares, bs, false});
     cases.push_back({HarnessModel::kSliding, bs, false});
+    cases.push_back({HarnessModel::kFullSliding, bs, false});
     cases.push_back({HarnessModel::kCross, bs, true});
   }
   return cases;
@@ -72,7 +74,11 @@ TEST_P(DataThroughTableTest, EverySequenceReadsBackItsOwnValues) {
   }
   EXPECT_GT(n.evictions + n.failed, 0u);
   EXPECT_GT(n.verified_tokens, 0u);
-  if (c.prefix_caching && c.model != HarnessModel::kSliding) {
+  // Chunked prefill, recompute preemption and fresh-page poisoning ran.
+  EXPECT_GT(n.partial_computes, 0u);
+  EXPECT_GT(n.readmits, 0u);
+  EXPECT_GT(n.poisoned_blocks, 0u);
+  if (c.prefix_caching) {
     EXPECT_GT(n.prefix_hit_pages, 0u);
     EXPECT_GT(n.host_offloads, 0u);
   }

@@ -172,6 +172,9 @@ def test_prefix_caching_hits_and_touch():
     assert bm.prefix_caching_enabled
     prompt = list(range(100, 113))  # 3 full pages + 1 token
     bm.add_sequence(1, prompt)
+    assert bm.can_admit(prompt).num_cached_tokens == 0  # nothing computed yet
+    bm.mark_computed(1, len(prompt))
+    assert bm.num_computed_tokens(1) == 13
     bm.free(1)
     assert bm.touch_prefix(prompt) == 3
     info = bm.can_admit(prompt)
@@ -189,7 +192,9 @@ def test_cross_attention():
     spec = toy_spec(layers=["full", "cross"])
     bm = make_manager(spec=spec, block_size=4)
     assert bm.num_groups == 2
-    bm.add_sequence(1, [1, 2])
+    with pytest.raises(ValueError, match="encoder_key"):
+        bm.add_sequence(1, [1, 2])
+    bm.add_sequence(1, [1, 2], encoder_key=0xA0D10)
     cross = bm.locate_layer(1).group
     bm.set_cross_attention(1, 9)
     assert bm.sequence_stats(1).num_encoder_tokens == 9
@@ -314,3 +319,33 @@ def test_reprs(manager):
         "BatchLayout(group=0, block_size=4, batch_size=1, num_pages=2, num_new_tokens=1)")
     assert repr(manager.take_cache_ops()) == "CacheOps(groups=1, swap_out=0, swap_in=0, copies=0)"
     assert repr(manager.can_admit([9, 9])).startswith("AdmitInfo(can_admit=True")
+
+
+def test_regression_preempted_chunked_prefill_offers_only_computed_pages():
+    # add_sequence(41 tokens); the engine computes 8 (one chunked-prefill step), then the request
+    # is preempted (rewind, free): only the 8 computed tokens may be offered again.
+    bm = make_manager(spec=toy_spec(num_layers=1), block_size=4, gpu_num_blocks=64,
+                      enable_prefix_caching=True)
+    prompt = list(range(1000, 1041))
+    bm.add_sequence(1, prompt)
+    bm.mark_computed(1, 8)
+    bm.rewind(1, 8)
+    bm.free(1)
+    assert bm.can_admit(prompt).num_cached_tokens == 8
+    bm.check_invariants()
+
+
+def test_regression_same_step_admission_hits_no_uncomputed_page():
+    bm = make_manager(spec=toy_spec(num_layers=1), block_size=4, gpu_num_blocks=64,
+                      enable_prefix_caching=True)
+    prompt = list(range(2000, 2017))
+    bm.add_sequence(1, prompt)
+    assert bm.add_sequence(2, prompt).num_cached_tokens == 0
+    bm.mark_computed_batch(np.array([1, 2], dtype=np.uint64), np.array([17, 17], dtype=np.int64))
+    assert bm.add_sequence(3, prompt).num_cached_tokens == 16
+    assert bm.sequence_stats(3).num_computed_tokens == 16
+    with pytest.raises(ValueError, match="Rewind"):
+        bm.mark_computed(3, 4)  # below the computed count
+    with pytest.raises(KeyError):
+        bm.mark_computed(99, 1)
+    bm.check_invariants()

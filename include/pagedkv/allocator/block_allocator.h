@@ -25,9 +25,11 @@
 #define PAGEDKV_ALLOCATOR_BLOCK_ALLOCATOR_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -150,6 +152,12 @@ class BlockAllocator {
 
   // At most one listener; nullptr removes it. Not owned.
   void SetEvictionListener(EvictionListener* listener) { eviction_listener_ = listener; }
+  // Test hook: called with every block Allocate hands out, after the eviction callbacks (tests
+  // poison fresh pages with it, as an engine finds stale bytes there). An empty function removes
+  // it.
+  void TEST_SetAllocationHook(std::function<void(BlockId)> hook) {
+    allocation_hook_ = std::move(hook);
+  }
 
   // Checks every invariant above (list membership and lengths, refcounts, hash index). O(blocks).
   absl::Status CheckInvariants() const;
@@ -163,6 +171,7 @@ class BlockAllocator {
   uint32_t num_blocks_;
   uint32_t watermark_blocks_;
   EvictionListener* eviction_listener_ = nullptr;
+  std::function<void(BlockId)> allocation_hook_;
 };
 
 }  // namespace pagedkv

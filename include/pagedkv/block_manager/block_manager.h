@@ -26,19 +26,26 @@
 // nothing (LocateLayer resolves them to layer j's storage).
 //
 // Prefix caching (config.enable_prefix_caching, and only for models whose self-attention layers
-// are all `full`: a sliding group drops pages, so its pages cannot serve a later prompt): every
-// full page of a full-attention group is hashed as a chain, hash(page k) = H128(hash(page k-1),
-// its token ids, the sequence's extra_key). A hit is confirmed against the token ids stored with
-// the page, so a page whose own tokens differ is never handed out however hashes collide; the
-// page's prefix is identified by the 128-bit parent hash in the chain (a wrong prefix would need
-// a 128-bit collision; docs/block_manager.md). A hit is never
-// the page holding the prompt's last token (that token must be computed to produce logits), so
-// at most (prompt_len - 1) / block_size pages hit. Pages are hashed when they fill (their token
-// ids are known then); the engine writes their K/V in the step that computes them, so a sequence
-// admitted in the same step that hits them must be run after that step's writes (or not in the
-// same forward pass). With a host tier, GPU prefix-cache pages that are evicted are copied to
-// host blocks (swap_out entries of CacheOps) and kept there as a second cache level; a later hit
-// brings them back (swap_in entries).
+// are all `full`: a sliding group drops pages, so its pages cannot serve a later prompt). Commit
+// on compute: a page is published (hashed into the prefix index, findable by other sequences)
+// only once it is full *and* the engine has reported every token in it computed with
+// MarkComputed, so a page whose K/V is not written yet is never handed to another sequence. The
+// hash is a chain, hash(page k) = H128(hash(page k-1), its token ids, the sequence's keys): the
+// extra_key and, on a model with cross-attention layers, the encoder_key (required there). A hit
+// is confirmed against the token ids stored with the page, so a page whose own tokens differ is
+// never handed out however hashes collide; the page's prefix is identified by the 128-bit parent
+// hash in the chain (a wrong prefix would need a 128-bit collision; docs/block_manager.md). A hit
+// is never the page holding the prompt's last token (that token must be computed to produce
+// logits), so at most (prompt_len - 1) / block_size pages hit; hit pages count as computed. With
+// a host tier, GPU prefix-cache pages that are evicted are copied to host blocks (swap_out
+// entries of CacheOps) and kept there as a second cache level; a later hit brings them back
+// (swap_in entries).
+//
+// Page lifecycle and the engine's contract, per step: the manager calls of the step (admission,
+// appends: new pages are allocated-uncomputed), TakeCacheOps and execute them, BuildBatch and run
+// the model (it writes the new K/V through slot_mapping), then MarkComputed with each sequence's
+// computed length (full computed pages become published). See block_manager/internal/
+// manager_state.h for the page states as predicates.
 //
 // Every mutation is all-or-nothing: it computes what it needs, checks, then mutates; a failed
 // call returns a Status naming the sequence and the numbers and leaves the manager unchanged.
@@ -47,7 +54,9 @@
 #define PAGEDKV_BLOCK_MANAGER_BLOCK_MANAGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -70,6 +79,10 @@ struct SequenceOptions {
   // Mixed into every page hash of the sequence (e.g. a LoRA adapter id): sequences with different
   // keys never share prefix-cache pages. 0 = none.
   uint64_t extra_key = 0;
+  // Identity of the encoder input (e.g. a hash of the audio features) on a model with
+  // cross-attention layers: decoder pages depend on it, so it is part of every page hash. Required
+  // there when prefix caching is on (AddSequence: InvalidArgument without it); ignored otherwise.
+  std::optional<uint64_t> encoder_key;
   // How this sequence's hashed pages join the prefix cache when released: kLow = evicted first.
   EvictionPriority priority = EvictionPriority::kNormal;
 };
@@ -99,6 +112,10 @@ struct AdmitInfo {
 
 class BlockManager {
  public:
+  // Longest sequence (tokens of one table) the manager accepts: keeps token positions and slot
+  // arithmetic far from 32-bit overflow.
+  static constexpr int32_t kMaxSequenceTokens = (1 << 30) - 1;
+
   // Builds one pool per group and tier. InvalidArgument for an invalid spec or config (their
   // Validate() messages), or a budget too small for one block of every group; ResourceExhausted
   // when a pool's memory cannot be allocated.
@@ -125,13 +142,17 @@ class BlockManager {
 
   // ---- Admission -----------------------------------------------------------------------------
   // Would AddSequence(prompt) succeed and leave at least the watermark of every GPU pool
-  // available? Counts prefix hits without taking them (no statistics change).
+  // available? Counts prefix hits (published pages only) without taking them (no statistics
+  // change). can_admit is false for options AddSequence would refuse (a missing encoder_key).
   AdmitInfo CanAdmit(absl::Span<const TokenId> prompt, const SequenceOptions& options = {}) const;
 
-  // Admits `seq` with its prompt: takes the prefix-cache pages it hits (ref + 1; host hits are
-  // copied back through swap_in), allocates the rest. The watermark is not applied here (CanAdmit
-  // is the admission policy). AlreadyExists for a known id; ResourceExhausted when the blocks do
-  // not fit. An empty prompt is allowed (no pages until AppendTokens).
+  // Admits `seq` with its prompt: takes the published prefix-cache pages it hits (ref + 1; host
+  // hits are copied back through swap_in), allocates the rest (allocated-uncomputed until
+  // MarkComputed). The sequence starts with num_cached_tokens computed tokens. The watermark is not
+  // applied here (CanAdmit is the admission policy). AlreadyExists for a known id;
+  // ResourceExhausted when the blocks do not fit; InvalidArgument for a prompt over 2^30 tokens or
+  // a missing encoder_key on a cross-attention model with prefix caching. An empty prompt is
+  // allowed (no pages until AppendTokens).
   absl::StatusOr<AdmitInfo> AddSequence(SeqId seq, absl::Span<const TokenId> prompt,
                                         const SequenceOptions& options = {});
 
@@ -151,8 +172,23 @@ class BlockManager {
   // GPU blocks (all groups) that AppendTokens(seq, num_tokens) would allocate, CoW included.
   absl::StatusOr<int32_t> BlocksToAppend(SeqId seq, int32_t num_tokens) const;
 
+  // ---- Compute progress ----------------------------------------------------------------------
+  // The engine reports that the K/V of the first num_computed_tokens tokens of `seq` is written
+  // (after the forward pass of a step). Full pages whose tokens are all computed are published to
+  // the prefix cache. Monotone: InvalidArgument below the current computed count (Rewind lowers
+  // it) or above NumTokens; NotFound; FailedPrecondition (swapped out). Equal to the current
+  // count: no effect.
+  absl::Status MarkComputed(SeqId seq, int64_t num_computed_tokens);
+  // One step's reports, all or nothing (every entry is checked before any takes effect). Same
+  // codes; InvalidArgument for sizes that differ or a sequence listed twice.
+  absl::Status MarkComputedBatch(absl::Span<const SeqId> seqs,
+                                 absl::Span<const int64_t> num_computed_tokens);
+  // Tokens of `seq` whose K/V is computed (prefix hits included); NotFound.
+  absl::StatusOr<int64_t> NumComputedTokens(SeqId seq) const;
+
   // ---- Sharing -------------------------------------------------------------------------------
-  // Child gets a copy of the parent's tables; every page ref + 1; no data moves. NotFound
+  // Child gets a copy of the parent's tables (and its computed count); every page ref + 1; no
+  // data moves. NotFound
   // (unknown parent), AlreadyExists (child exists), FailedPrecondition (parent swapped out),
   // InvalidArgument (parent == child).
   absl::Status Fork(SeqId parent, SeqId child);
@@ -165,13 +201,16 @@ class BlockManager {
                             absl::Span<const int32_t> parent_indices);
 
   // ---- Shrinking -----------------------------------------------------------------------------
-  // Truncates to `num_tokens` tokens, releasing whole pages past the end (speculative decoding).
-  // A shared last page is not modified: the next append copies it. NotFound, FailedPrecondition
+  // Truncates to `num_tokens` tokens, releasing whole pages past the end (speculative decoding);
+  // the computed count drops to at most num_tokens. Released pages that were published join the
+  // prefix cache, the others are free. A shared last page is not modified: the next append copies
+  // it; an unshared published last page is unpublished before the next append writes into it.
+  // NotFound, FailedPrecondition
   // (swapped out, or a sliding group already released pages the shorter sequence would need
   // again), InvalidArgument (num_tokens < 0 or > current length).
   absl::Status Rewind(SeqId seq, int32_t num_tokens);
-  // Releases every page of the sequence (GPU or host). Hashed pages join the prefix cache.
-  // NotFound for an unknown id.
+  // Releases every page of the sequence (GPU or host). Published pages join the prefix cache;
+  // uncomputed ones are free. NotFound for an unknown id.
   absl::Status Free(SeqId seq);
 
   // ---- Swap ----------------------------------------------------------------------------------
@@ -200,8 +239,9 @@ class BlockManager {
   // How the sequence's hashed pages join the prefix cache when released (kLow: evicted first).
   absl::Status SetEvictionPriority(SeqId seq, EvictionPriority priority);
   // Marks the cached GPU pages of this prompt's prefix most recently used (a session expected to
-  // return). Returns the number of leading pages found. No statistics change.
-  int32_t TouchPrefix(absl::Span<const TokenId> prompt, uint64_t extra_key = 0);
+  // return). Returns the number of leading pages found. No statistics change. `options` gives the
+  // keys the pages were hashed with (extra_key, encoder_key).
+  int32_t TouchPrefix(absl::Span<const TokenId> prompt, const SequenceOptions& options = {});
 
   // ---- Per-step outputs ----------------------------------------------------------------------
   // Moves the pending CacheOps into *ops (reusing its vectors) and unpins their blocks. Call once
@@ -237,6 +277,10 @@ class BlockManager {
   // pending CacheOps; hashed pages hold the token ids that produce their hash; tables obey
   // BlockTable's invariants; every allocator's own invariants. O(blocks + table entries).
   absl::Status CheckInvariants() const;
+
+  // Test hook: `hook(group, tier, block)` runs for every block the manager allocates, in any pool
+  // (tests poison fresh pages with it). An empty function removes it.
+  void TEST_SetAllocationHook(std::function<void(int32_t group, Tier tier, BlockId block)> hook);
 
  private:
   struct Impl;

@@ -16,11 +16,12 @@ namespace pagedkv {
 
 struct SequenceStats {
   SeqId seq_id = 0;
-  int32_t num_tokens = 0;          // tokens of the sequence (self-attention groups)
-  int32_t num_encoder_tokens = 0;  // cross-attention tokens (SetCrossAttention), 0 if none
-  int32_t num_pages = 0;           // live pages over all groups (cross group included)
-  int32_t num_shared_pages = 0;    // of those, pages also named by another table (ref > 1)
-  bool swapped_out = false;        // pages live in the host tier
+  int32_t num_tokens = 0;           // tokens of the sequence (self-attention groups)
+  int32_t num_computed_tokens = 0;  // of those, tokens whose K/V the engine reported (MarkComputed)
+  int32_t num_encoder_tokens = 0;   // cross-attention tokens (SetCrossAttention), 0 if none
+  int32_t num_pages = 0;            // live pages over all groups (cross group included)
+  int32_t num_shared_pages = 0;     // of those, pages also named by another table (ref > 1)
+  bool swapped_out = false;         // pages live in the host tier
   friend bool operator==(const SequenceStats&, const SequenceStats&) = default;
 };
 

@@ -91,6 +91,9 @@ struct AdmitRequest {
   int32_t output_tokens = 0;  // tokens each sequence will generate (the oracle's knowledge)
   int32_t stored_tokens = 0;  // tokens to place now: prompt + tokens generated before a preemption
   int32_t num_seqs = 1;       // sequences the group will fork into (n or beam width)
+  // Longest prefill chunk the scheduler computes in one step (its token budget with chunked
+  // prefill); 0 = the whole prompt at once. Bounds the pages of sliding-window groups.
+  int32_t max_chunk_tokens = 0;
 };
 
 struct AdmitCheck {
@@ -153,6 +156,17 @@ class KvCachePolicy {
                                     absl::Span<const int32_t> parent_index) = 0;
   // Releases everything `seq` holds, including a reservation made for it by Admit.
   virtual absl::Status Free(SeqId seq) = 0;
+  // The engine wrote the K/V of the first `num_computed_tokens` tokens of `seq` (after a step's
+  // forward pass). The paged policy publishes full computed pages to its prefix cache (commit on
+  // compute); the others ignore it. Errors as BlockManager::MarkComputed.
+  virtual absl::Status MarkComputed(SeqId seq, int64_t num_computed_tokens) {
+    return absl::OkStatus();
+  }
+  // True when a prompt's memory is bounded by the prefill chunk rather than its length (paged
+  // with sliding-window groups): the scheduler then admits the first chunk only (CanAdmit and
+  // Admit with those tokens) and appends each later chunk before computing it, so a long prompt
+  // never holds more than its window plus one chunk.
+  virtual bool AllocatesPrefillByChunk() const { return false; }
 
   virtual bool SupportsSwap() const { return false; }
   virtual bool CanSwapOut(absl::Span<const SeqId> seqs) const { return false; }

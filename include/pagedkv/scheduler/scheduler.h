@@ -165,6 +165,10 @@ class Scheduler {
   struct Group;
 
   absl::Status ScheduleRunning(SchedulerOutput& out, int32_t& budget, bool& preempted_any);
+  // Gives s.tokens[num_stored, end) slots, preempting the newest running group while memory is
+  // short; self_preempted when that was g itself.
+  absl::Status StoreTokens(Group* g, Seq& s, int32_t end, SchedulerOutput& out, bool& preempted_any,
+                           bool& self_preempted);
   absl::Status ScheduleSwapped(SchedulerOutput& out, int32_t& budget);
   absl::Status ScheduleWaiting(SchedulerOutput& out, int32_t& budget);
   // Swap (when allowed, configured and possible) or recompute.
