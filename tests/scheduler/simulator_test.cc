@@ -359,5 +359,23 @@ TEST(SimulatorTest, SwapModeCompletesWithSwapBytes) {
   EXPECT_GT(r.summary.swap_bytes, 0u);
 }
 
+// Swap space is simulated like the GPU pool: 64 GiB of it (more than a CI machine's memory) is
+// accepted, and so is 1 TiB, without allocating host memory.
+TEST(SimulatorTest, SwapSpaceIsNotLimitedByThisMachinesMemory) {
+  absl::StatusOr<Workload> w =
+      LoadWorkload("synthetic:n=60,rate=500,prompt=uniform:10:100,output=uniform:20:80,seed=4");
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (uint64_t swap : {64ull << 30, 1ull << 40}) {
+    SimulatorConfig c = Config(PolicyKind::kPaged, 640, 0);
+    c.model = *ModelSpec::Preset("llama-2-7b");  // 512 KiB per token: 64 GiB = 8192 pages of 16
+    c.kv_budget_bytes = 640ull * 524288;
+    c.scheduler.preemption_mode = PreemptionMode::kSwap;
+    c.swap_space_bytes = swap;
+    const PolicyRunResult r = RunSim(*w, c);
+    EXPECT_EQ(r.summary.requests_completed, 60);
+    EXPECT_GT(r.summary.swap_bytes, 0u);
+  }
+}
+
 }  // namespace
 }  // namespace pagedkv
