@@ -66,16 +66,23 @@ class Router {
   }
 
  private:
-  static size_t LeastLoaded(const std::vector<std::unique_ptr<Replica>>& replicas) {
-    size_t best = 0;
-    for (size_t i = 1; i < replicas.size(); ++i) {
+  // The fewest unfinished requests; ties go to the first replica at or after a cursor that moves
+  // on every call, so equally loaded replicas take turns (a fixed tie order would favour
+  // replica 0 whenever the cluster is lightly loaded).
+  size_t LeastLoaded(const std::vector<std::unique_ptr<Replica>>& replicas) {
+    const size_t n = replicas.size();
+    const size_t start = tie_cursor_++ % n;
+    size_t best = start;
+    for (size_t k = 1; k < n; ++k) {
+      const size_t i = (start + k) % n;
       if (replicas[i]->outstanding() < replicas[best]->outstanding()) best = i;
     }
     return best;
   }
 
   const ClusterConfig& config_;
-  uint64_t next_ = 0;
+  uint64_t next_ = 0;        // round-robin
+  uint64_t tie_cursor_ = 0;  // least-loaded ties
 };
 
 // The cluster's memory over time: the sum of every replica's state during its latest step,

@@ -24,7 +24,7 @@ namespace pagedkv {
 
 enum class RouterKind : uint8_t {
   kRoundRobin = 0,   // replica (request index mod N)
-  kLeastLoaded = 1,  // fewest unfinished requests; ties: the lower index
+  kLeastLoaded = 1,  // fewest unfinished requests; equally loaded replicas take turns
   // The replica whose prefix cache holds the longest prefix of the prompt; ties by load. A
   // replica whose load exceeds the least loaded one's by more than the balance bound is skipped,
   // as KV-aware routers bound their imbalance (ClusterConfig::prefix_balance_*).
