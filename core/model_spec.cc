@@ -240,25 +240,32 @@ std::string LayerSpecName(const LayerSpec& layer) {
 }
 
 absl::StatusOr<LayerSpec> ParseLayerSpec(std::string_view text) {
+  // Two spellings of an argument: "sliding:4096" (the JSON form) and "sliding(4096)" (what
+  // `pagedkv size` and the docs print).
   const std::string lower = absl::AsciiStrToLower(AbslView(text));
-  const size_t colon = lower.find(':');
-  const std::string kind = lower.substr(0, colon);
   const auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(
         absl::StrCat("bad layer '", AbslView(text), "': ", AbslView(why),
-                     "; expected full, sliding:<window tokens>, cross or shares:<layer index>"));
+                     "; expected full, sliding:<window tokens>, cross or shares:<layer index> (or "
+                     "sliding(<window tokens>), shares(<layer index>))"));
   };
+  const size_t open = lower.find_first_of(":(");
+  const std::string kind = lower.substr(0, open);
   if (kind == "full" || kind == "cross") {
-    if (colon != std::string::npos) return bad("takes no ':' argument");
+    if (open != std::string::npos) return bad("takes no argument");
     return kind == "full" ? LayerSpec::Full() : LayerSpec::Cross();
   }
   if (kind != "sliding" && kind != "shares") return bad("unknown attention kind");
-  if (colon == std::string::npos) return bad("needs a number after ':'");
-  const std::string number = lower.substr(colon + 1);
+  if (open == std::string::npos) return bad("needs a number, as in sliding:4096 or shares(1)");
+  std::string number = lower.substr(open + 1);
+  if (lower[open] == '(') {
+    if (number.empty() || number.back() != ')') return bad("a '(' needs its closing ')'");
+    number.pop_back();
+  }
   int32_t value = 0;
   const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
   if (number.empty() || ec != std::errc() || end != number.data() + number.size()) {
-    return bad("the part after ':' is not a 32-bit integer");
+    return bad("the argument is not a 32-bit integer");
   }
   return kind == "sliding" ? LayerSpec::Sliding(value) : LayerSpec::Shares(value);
 }

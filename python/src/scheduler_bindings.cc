@@ -83,7 +83,9 @@ void BindScheduler(py::module_& m) {
       .def_readwrite("prompt_tokens", &AdmitRequest::prompt_tokens)
       .def_readwrite("output_tokens", &AdmitRequest::output_tokens)
       .def_readwrite("stored_tokens", &AdmitRequest::stored_tokens)
-      .def_readwrite("num_seqs", &AdmitRequest::num_seqs);
+      .def_readwrite("num_seqs", &AdmitRequest::num_seqs)
+      .def_readwrite("max_chunk_tokens", &AdmitRequest::max_chunk_tokens,
+                     "longest prefill chunk of one step; 0 = the whole prompt at once");
   py::class_<AdmitCheck>(m, "AdmitCheck")
       .def_readonly("fits", &AdmitCheck::fits)
       .def_readonly("ever_fits", &AdmitCheck::ever_fits)
@@ -116,6 +118,9 @@ void BindScheduler(py::module_& m) {
           py::arg("request"), py::arg("tokens"))
       .def("can_append", &KvCachePolicy::CanAppend, py::arg("seq_id"), py::arg("num_tokens") = 1)
       .def("supports_swap", &KvCachePolicy::SupportsSwap)
+      .def("allocates_prefill_by_chunk", &KvCachePolicy::AllocatesPrefillByChunk,
+           "True when the scheduler gives a prefill its slots one chunk at a time (paged policy "
+           "of a model with sliding-window layers).")
       .def(
           "memory_stats",
           [](const KvCachePolicy& p, const AdmitRequest* next) { return p.MemoryStats(next); },

@@ -250,9 +250,22 @@ TEST(LayerSpecTest, NamesRoundTrip) {
   EXPECT_EQ(*ParseLayerSpec("SLIDING:7"), LayerSpec::Sliding(7));
 }
 
+// The form `pagedkv size` prints and the docs use is accepted too.
+TEST(LayerSpecTest, AcceptsTheParenthesizedFormToolsPrint) {
+  EXPECT_EQ(*ParseLayerSpec("sliding(4096)"), LayerSpec::Sliding(4096));
+  EXPECT_EQ(*ParseLayerSpec("shares(1)"), LayerSpec::Shares(1));
+  absl::StatusOr<ModelSpec> spec = ModelSpec::FromJson(
+      R"json({"name": "my-model", "num_q_heads": 32, "num_kv_heads": 8, "head_dim": 128,
+          "kv_dtype": "bf16", "layers": ["full", "sliding(4096)", "shares(1)", "full"]})json");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->layers, ElementsAre(LayerSpec::Full(), LayerSpec::Sliding(4096),
+                                        LayerSpec::Shares(1), LayerSpec::Full()));
+}
+
 TEST(LayerSpecTest, RejectsGarbage) {
   for (const char* text : {"", "fullish", "sliding", "sliding:", "sliding:abc", "sliding:12x",
-                           "shares:", "full:3", "cross:1", "sliding:99999999999"}) {
+                           "shares:", "full:3", "cross:1", "sliding:99999999999", "sliding(",
+                           "sliding(12", "sliding()", "shares(1)x", "full()", "sliding(4)(5)"}) {
     SCOPED_TRACE(text);
     absl::StatusOr<LayerSpec> layer = ParseLayerSpec(text);
     EXPECT_EQ(layer.status().code(), absl::StatusCode::kInvalidArgument);
