@@ -128,16 +128,46 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                 "allocation policy\n(and per router with --replicas N), and compares memory use, "
                 "throughput and latency. Writes\nsummary.json, timeline.csv, requests.csv and "
                 "report.html into --out.");
+  flags.StartGroup("Workload");
   flags.AddString(
       "trace", "NAME|PATH|SPEC",
       absl::StrCat("workload: a vendored trace (", absl::StrJoin(VendoredTraceNames(), ", "),
                    "), a trace file, or synthetic:key=value,... (docs/traces.md)"),
       &trace);
+  flags.AddDouble("rate-scale", "X", "divide arrival times by X (2 = twice as fast)", &rate_scale);
+  flags.AddInt("max-requests", "N", "keep only the first N requests (0 = all)", &max_requests, 0);
+  flags.AddDouble("poisson-rate", "REQ/S", "arrival rate for traces without arrival times",
+                  &poisson_rate);
+  flags.AddInt("seed", "N", "seed for beam choices and generated arrivals", &seed, 0);
+  flags.AddBool("skip-bad-lines", "skip malformed trace lines (counted) instead of failing",
+                &skip_bad_lines);
+  flags.AddString("traces-dir", "DIR", "directory of the vendored traces", &traces_dir,
+                  "found from the executable");
+
+  flags.StartGroup("Model and hardware");
   flags.AddString("model", "NAME|PATH", "model preset or model JSON file", &model_name);
-  flags.AddString(
-      "gpu", "NAME",
-      absl::StrCat("GPU preset (--list-gpus): ", absl::StrJoin(GpuSpec::PresetNames(), ", ")),
-      &gpu_name);
+  flags.AddDouble("params", "N", "parameter count for a model without a known one (7e9)", &params,
+                  "known for presets");
+  flags.AddInt("max-model-len", "TOKENS",
+               "longest request (prompt + output) served; longer ones are rejected and counted "
+               "(0 = the model's context length)",
+               &max_model_len, 0, INT32_MAX);
+  flags.AddString("gpu", "NAME",
+                  absl::StrCat("GPU preset: ", absl::StrJoin(GpuSpec::PresetNames(), ", ")),
+                  &gpu_name);
+  flags.AddBool("list-gpus", "list the GPU presets with their figures and sources, and exit",
+                &list_gpus);
+  flags.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 40GiB or 48GB", &gpu_mem, "the preset's");
+  flags.AddRate("gpu-bandwidth", "RATE", "GPU memory bandwidth, e.g. 1.555TB/s", &gpu_bandwidth,
+                "the preset's");
+  flags.AddFlops("gpu-flops", "FLOP/S", "dense FP16/BF16 FLOP/s, e.g. 312e12 or 312T", &gpu_flops,
+                 "the preset's");
+  flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory for weights + KV",
+                  &gpu_mem_fraction);
+  flags.AddBytes("kv-budget", "BYTES", "KV memory (overrides gpu-mem x fraction - weights)",
+                 &kv_budget, "derived");
+
+  flags.StartGroup("Policies and scheduler");
   flags.AddString(
       "policy", "LIST",
       absl::StrCat("comma-separated policies, or 'all': ", absl::StrJoin(PolicyKindNames(), ", ")),
@@ -147,47 +177,23 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                   "extent placement of the contiguous policies; auto = buddy for orca-*, "
                   "first-fit for contiguous-*",
                   {"auto", "first-fit", "buddy"}, &extent_allocator);
-  flags.AddString("out", "DIR", "output directory", &out_dir);
-  flags.AddBool("json", "print summary.json to stdout instead of the table", &json);
-  flags.AddDouble("rate-scale", "X", "divide arrival times by X (2 = twice as fast)", &rate_scale);
-  flags.AddInt("max-requests", "N", "keep only the first N requests (0 = all)", &max_requests, 0);
-  flags.AddBool("skip-bad-lines", "skip malformed trace lines (counted) instead of failing",
-                &skip_bad_lines);
-  flags.AddInt("seed", "N", "seed for beam choices and generated arrivals", &seed, 0);
-  flags.AddDouble("poisson-rate", "REQ/S", "arrival rate for traces without arrival times",
-                  &poisson_rate);
+  flags.AddInt("max-new-tokens", "TOKENS",
+               "generation cap orca-max reserves for (0 = the workload's longest output)",
+               &max_new_tokens, 0, INT32_MAX);
+  flags.AddDouble("watermark", "F", "fraction of pages kept free at admission (paged)", &watermark);
+  flags.AddBool("prefix-caching", "share prompt pages by content (--prefix-caching=false off)",
+                &prefix_caching);
   flags.AddChoice("preemption", "what a preempted request's pages do", {"recompute", "swap"},
                   &preemption);
+  flags.AddBytes("swap-space", "BYTES", "simulated host swap space for --preemption swap",
+                 &swap_space, "4GiB");
   flags.AddInt("max-num-seqs", "N", "sequences in the running batch", &max_num_seqs, 1, INT32_MAX);
   flags.AddInt("max-num-batched-tokens", "N", "query tokens per step", &max_num_batched_tokens, 1,
                INT32_MAX);
   flags.AddBool("chunked-prefill", "split long prompts over steps (--chunked-prefill=false off)",
                 &chunked_prefill);
-  flags.AddBool("prefix-caching", "share prompt pages by content (--prefix-caching=false off)",
-                &prefix_caching);
-  flags.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 40GiB or 48GB", &gpu_mem, "the preset's");
-  flags.AddRate("gpu-bandwidth", "RATE", "GPU memory bandwidth, e.g. 1.555TB/s", &gpu_bandwidth,
-                "the preset's");
-  flags.AddFlops("gpu-flops", "FLOP/S", "dense FP16/BF16 FLOP/s, e.g. 312e12 or 312T", &gpu_flops,
-                 "the preset's");
-  flags.AddBool("list-gpus", "list the GPU presets with their figures and sources, and exit",
-                &list_gpus);
-  flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory for weights + KV",
-                  &gpu_mem_fraction);
-  flags.AddBytes("kv-budget", "BYTES", "KV memory (overrides gpu-mem x fraction - weights)",
-                 &kv_budget, "derived");
-  flags.AddBytes("swap-space", "BYTES", "simulated host swap space for --preemption swap",
-                 &swap_space, "4GiB");
-  flags.AddDouble("params", "N", "parameter count for a model without a known one (7e9)", &params,
-                  "known for presets");
-  flags.AddInt("max-model-len", "TOKENS",
-               "longest request (prompt + output) served; longer ones are rejected and counted "
-               "(0 = the model's context length)",
-               &max_model_len, 0, INT32_MAX);
-  flags.AddInt("max-new-tokens", "TOKENS",
-               "generation cap orca-max reserves for (0 = the workload's longest output)",
-               &max_new_tokens, 0, INT32_MAX);
-  flags.AddDouble("watermark", "F", "fraction of pages kept free at admission (paged)", &watermark);
+
+  flags.StartGroup("Cluster");
   flags.AddInt("replicas", "N", "replicas behind a router (each one GPU as configured)", &replicas,
                1, 4096);
   flags.AddString("router", "LIST",
@@ -205,8 +211,10 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                 &remote_bandwidth);
   flags.AddDouble("remote-latency", "US", "remote tier round trip per loading step, microseconds",
                   &remote_latency_us);
-  flags.AddString("traces-dir", "DIR", "directory of the vendored traces", &traces_dir,
-                  "found from the executable");
+
+  flags.StartGroup("Output");
+  flags.AddString("out", "DIR", "output directory", &out_dir);
+  flags.AddBool("json", "print summary.json to stdout instead of the table", &json);
   flags.AddBool("no-report", "do not write report.html", &no_report);
   flags.AddBool("quiet", "no progress bar", &quiet);
   AddCommonFlags(flags);

@@ -41,6 +41,16 @@ std::string SourceChart(const std::vector<const ReportPolicy*>& runs) {
   return RenderStackedBarChart(chart);
 }
 
+// Replica i of n: a ramp from dark to light blue, so that every replica of a large cluster gets
+// its own shade (the series palette repeats after seven colors).
+std::string ReplicaColor(size_t i, size_t n) {
+  const double t = n > 1 ? static_cast<double>(i) / static_cast<double>(n - 1) : 0.0;
+  const auto mix = [t](int dark, int light) {
+    return static_cast<int>(std::lround(dark + (light - dark) * t));
+  };
+  return absl::StrFormat("#%02X%02X%02X", mix(0x08, 0xC6), mix(0x30, 0xDB), mix(0x6B, 0xEF));
+}
+
 // Each router's spread: the share of the requests each replica received.
 std::string BalanceChart(const std::vector<const ReportPolicy*>& runs) {
   StackedBarChart chart{.id = "cluster-balance-chart",
@@ -53,7 +63,7 @@ std::string BalanceChart(const std::vector<const ReportPolicy*>& runs) {
   size_t most = 0;
   for (const ReportPolicy* p : runs) most = std::max(most, p->replicas.size());
   for (size_t i = 0; i < most; ++i) {
-    chart.segments.push_back({absl::StrCat("replica ", i), SeriesColor(static_cast<int>(i))});
+    chart.segments.push_back({absl::StrCat("replica ", i), ReplicaColor(i, most)});
   }
   for (const ReportPolicy* p : runs) {
     double total = 0;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tools/internal/flag_values.h"
@@ -219,6 +220,21 @@ TEST(FlagSetPositionalTest, PositionalsAnywhereAndUsageNamesThem) {
   EXPECT_EQ(out, "y");
   EXPECT_THAT(flags.Help(), HasSubstr("Usage: pagedkv report [OPTIONS] DIR\n"));
   EXPECT_THAT(flags.Help(), ::testing::Not(HasSubstr("COMMAND")));
+}
+
+TEST(FlagSetHelpTest, GroupsAndWrapsLongDescriptions) {
+  std::string a, b;
+  FlagSet flags("pagedkv test", "groups");
+  flags.StartGroup("Workload");
+  flags.AddString("trace", "SPEC", std::string(30, 'x') + " " + std::string(60, 'y'), &a, "zz");
+  flags.StartGroup("Output");
+  flags.AddString("out", "DIR", "where", &b, "results");
+  const std::string help = flags.Help();
+  EXPECT_THAT(help, HasSubstr("\nWorkload:\n  --trace SPEC  xxx"));
+  EXPECT_THAT(help, HasSubstr("\nOutput:\n  --out DIR     where (default: results)\n"));
+  // The 60-character word moves to a continuation line indented under the descriptions.
+  EXPECT_THAT(help, HasSubstr("\n                " + std::string(60, 'y') + " (default: zz)\n"));
+  for (absl::string_view line : absl::StrSplit(help, '\n')) EXPECT_LE(line.size(), 100u);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/sizing.h"
 #include "tools/internal/flag_values.h"
@@ -29,6 +30,7 @@ struct FlagSet::Flag {
   std::string default_text;
   std::function<absl::Status(std::string_view)> parse;
   bool is_bool = false;
+  std::string group;
   std::string value;
   CLI::Option* option = nullptr;
 };
@@ -64,6 +66,7 @@ void FlagSet::Add(std::string name, std::string value_name, std::string help,
   f.default_text = std::move(default_text);
   f.parse = std::move(parse);
   f.is_bool = is_bool;
+  f.group = group_;
   if (is_bool) {
     f.option = app_->add_flag("--" + f.name + "{true}", f.value, f.help);
   } else {
@@ -284,23 +287,46 @@ bool FlagSet::IsSet(std::string_view name) const {
 }
 
 std::string FlagSet::Help() const {
+  constexpr size_t kWidth = 100;  // wrap descriptions at this column
   std::string usage = absl::StrCat("Usage: ", command_, " [OPTIONS]");
   if (stop_at_positional_) absl::StrAppend(&usage, " COMMAND [ARGS...]");
   if (positionals_ != nullptr) absl::StrAppend(&usage, " ", positional_name_);
   std::string text = absl::StrCat(usage, "\n\n", summary_, "\n\nOptions:\n");
-  std::vector<std::pair<std::string, std::string>> rows;
-  rows.emplace_back("-h, --help", "show this help and exit");
+  struct Row {
+    std::string left;
+    std::vector<std::string> words;  // the description; "(default: X)" stays one word
+    std::string group;
+  };
+  std::vector<Row> rows;
+  rows.push_back({"-h, --help", absl::StrSplit("show this help and exit", ' '), ""});
   for (const Flag& f : flags_) {
-    std::string left = absl::StrCat("--", f.name);
-    if (!f.is_bool) absl::StrAppend(&left, " ", f.value_name);
-    std::string right = f.help;
-    if (!f.default_text.empty()) absl::StrAppend(&right, " (default: ", f.default_text, ")");
-    rows.emplace_back(std::move(left), std::move(right));
+    Row row{absl::StrCat("--", f.name), absl::StrSplit(f.help, ' ', absl::SkipEmpty()), f.group};
+    if (!f.is_bool) absl::StrAppend(&row.left, " ", f.value_name);
+    if (!f.default_text.empty())
+      row.words.push_back(absl::StrCat("(default: ", f.default_text, ")"));
+    rows.push_back(std::move(row));
   }
   size_t width = 0;
-  for (const auto& [left, right] : rows) width = std::max(width, left.size());
-  for (const auto& [left, right] : rows) {
-    absl::StrAppend(&text, "  ", left, std::string(width - left.size() + 2, ' '), right, "\n");
+  for (const Row& r : rows) width = std::max(width, r.left.size());
+  const size_t indent = 2 + width + 2;
+  std::string group;
+  for (const Row& r : rows) {
+    if (r.group != group) {
+      group = r.group;
+      absl::StrAppend(&text, "\n", group, ":\n");
+    }
+    std::string line = absl::StrCat("  ", r.left, std::string(width - r.left.size() + 2, ' '));
+    bool first = true;
+    for (const std::string& word : r.words) {
+      if (!first && line.size() + 1 + word.size() > kWidth) {
+        absl::StrAppend(&text, line, "\n");
+        line = std::string(indent, ' ') + word;
+        continue;
+      }
+      absl::StrAppend(&line, first ? "" : " ", word);
+      first = false;
+    }
+    absl::StrAppend(&text, line, "\n");
   }
   if (!epilog_.empty()) absl::StrAppend(&text, "\n", epilog_);
   if (!text.empty() && text.back() != '\n') text.push_back('\n');

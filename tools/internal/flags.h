@@ -7,7 +7,7 @@
 //   FlagSet flags("pagedkv size", "KV-cache memory of a model");
 //   flags.AddInt("context", "TOKENS", "tokens per sequence", &context, /*min=*/1);
 //   PAGEDKV_ASSIGN_OR_RETURN(ParsedArgs parsed, flags.Parse(args));
-//   if (parsed.help) std::cout << flags.Help();
+//   if (parsed.help) std::cout << flags.Help();   // grouped, wrapped at 100 columns
 #ifndef PAGEDKV_TOOLS_INTERNAL_FLAGS_H_
 #define PAGEDKV_TOOLS_INTERNAL_FLAGS_H_
 
@@ -75,6 +75,8 @@ class FlagSet {
   // Positional arguments (any number, anywhere among the flags), e.g. `pagedkv report DIR`.
   void AddPositionals(std::string value_name, std::vector<std::string>* out);
 
+  // Flags added after this call are listed under `title` in --help ("Cluster", "Output", ...).
+  void StartGroup(std::string title) { group_ = std::move(title); }
   // Text after the flag list in --help (examples).
   void SetEpilog(std::string epilog) { epilog_ = std::move(epilog); }
   // Top-level parser: the first positional argument and everything after it are returned in
@@ -109,6 +111,7 @@ class FlagSet {
   std::deque<Flag> flags_;  // stable addresses: CLI11 writes into Flag::value
   std::unique_ptr<CLI::App> app_;
   std::string help_value_;
+  std::string group_;  // the group of flags added now ("" = the first, untitled one)
 };
 
 }  // namespace pagedkv::cli
