@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "pagedkv/core/logging.h"
-#include "tools/internal/flags.h"
 #include "tools/internal/command.h"
+#include "tools/internal/flags.h"
 
 #ifndef PAGEDKV_VERSION
 #define PAGEDKV_VERSION "unknown"

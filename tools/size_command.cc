@@ -129,14 +129,15 @@ int ListModels(const CommandContext& ctx, bool json) {
     ctx.out << models.dump(2) << "\n";
     return kExitOk;
   }
-  ctx.out << absl::StrFormat("%-18s %6s %7s %8s %8s %12s  %s\n", "model", "layers", "q heads",
-                             "kv heads", "head dim", "fp16/token", "layers by kind");
+  ctx.out << absl::StrFormat("%-18s %6s %7s %8s %8s %12s %8s  %s\n", "model", "layers", "q heads",
+                             "kv heads", "head dim", "fp16/token", "context", "layers by kind");
   for (const std::string& name : ModelSpec::PresetNames()) {
     const ModelSpec spec = *ModelSpec::Preset(name);
     const uint64_t per_token = spec.BytesPerTokenPerLayer() * spec.NumStorageLayers();
-    ctx.out << absl::StrFormat("%-18s %6d %7d %8d %8d %12s  %s\n", name, spec.num_layers(),
+    ctx.out << absl::StrFormat("%-18s %6d %7d %8d %8d %12s %8d  %s\n", name, spec.num_layers(),
                                spec.num_q_heads, spec.num_kv_heads, spec.head_dim,
-                               FormatBytes(per_token), LayoutSummary(spec));
+                               FormatBytes(per_token), spec.max_context_tokens,
+                               LayoutSummary(spec));
   }
   return kExitOk;
 }

@@ -90,7 +90,8 @@ absl::StatusOr<double> ParseRate(std::string_view text) {
 absl::StatusOr<double> ParseFlops(std::string_view text) {
   std::string_view body = text;
   for (std::string_view suffix : {"flop/s", "flops"}) {
-    if (absl::EndsWithIgnoreCase(AbslView(body), AbslView(suffix))) body.remove_suffix(suffix.size());
+    if (absl::EndsWithIgnoreCase(AbslView(body), AbslView(suffix)))
+      body.remove_suffix(suffix.size());
   }
   double number = 0;
   std::string_view prefix;
