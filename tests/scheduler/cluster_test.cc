@@ -3,6 +3,7 @@
 // every step exactly 1 ms, so times are hand-computable.
 #include "pagedkv/scheduler/cluster.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -220,6 +221,36 @@ TEST(ClusterTest, RemoteTierCapacityEvictsLeastRecentlyUsed) {
   w.requests[1].request_id = 1;
   c.num_replicas = 2;
   EXPECT_EQ(RunCluster(w, c).requests[1].prefix_cached_tokens, 32);
+}
+
+// The vendored Mooncake trace (its first 400 requests, sessions sharing long prefixes) on 8
+// replicas: prefix-aware routing hits more prefix pages and computes fewer prefill tokens than
+// round-robin, and its median TTFT is lower. The step times are Llama-3.1-8B's on an H100; to keep
+// the test quick under the debug build's per-step invariant checks, the KV shape is the tiny
+// model's in 128-token pages and outputs are cut to 4 tokens (TTFT is prefill time here).
+TEST(ClusterTest, PrefixAwareBeatsRoundRobinOnTheMooncakeTrace) {
+  WorkloadOptions options;
+  options.max_requests = 400;
+  absl::StatusOr<Workload> w = LoadWorkload("mooncake", options);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (Request& r : w->requests) r.output_tokens = std::min(r.output_tokens, 4);
+  ClusterConfig c;
+  c.replica = ReplicaConfig();
+  c.replica.gpu = *GpuSpec::Preset("h100");
+  c.replica.compute = *ModelCompute::ForModel(*ModelSpec::Preset("llama-3.1-8b"));
+  c.replica.block_size_tokens = 128;
+  c.replica.kv_budget_bytes = 300'000ull * 4;  // 300k tokens per replica
+  c.replica.max_model_len = 131072;
+  c.num_replicas = 8;
+  c.router = RouterKind::kRoundRobin;
+  const PolicyRunResult rr = RunCluster(*w, c);
+  c.router = RouterKind::kPrefixAware;
+  const PolicyRunResult aware = RunCluster(*w, c);
+  EXPECT_EQ(rr.summary.requests_completed + rr.summary.requests_rejected, 400);
+  EXPECT_EQ(aware.summary.requests_completed, rr.summary.requests_completed);
+  EXPECT_GT(aware.summary.prefix_hit_rate, 2 * rr.summary.prefix_hit_rate);
+  EXPECT_LT(aware.summary.prompt_tokens_computed, rr.summary.prompt_tokens_computed);
+  EXPECT_LT(aware.summary.ttft_p50_s, rr.summary.ttft_p50_s);
 }
 
 TEST(ClusterTest, IsDeterministicAndValidatesItsConfig) {

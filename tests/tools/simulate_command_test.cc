@@ -192,6 +192,17 @@ TEST(SimulateCommandTest, ReplicasAndRouters) {
   std::filesystem::remove_all(out);
 }
 
+// Simulated swap space is not host memory: 64 GiB runs on a machine with less.
+TEST(SimulateCommandTest, SwapSpaceLargerThanThisMachine) {
+  const std::string out = TempPath("swap");
+  const RunResult r =
+      RunCli({"simulate", "--trace", kSynthetic, "--policy", "paged", "--preemption", "swap",
+              "--swap-space", "64GiB", "--kv-budget", "64MiB", "--no-report", "--out", out});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("40/40"));
+  std::filesystem::remove_all(out);
+}
+
 TEST(SimulateCommandTest, ClusterAndLimitFlagsAreChecked) {
   struct Case {
     std::vector<std::string> args;
