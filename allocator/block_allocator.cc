@@ -86,7 +86,12 @@ struct BlockAllocator::Impl {
   FreeList free_list;  // state kFree; allocation takes the front, release pushes the front (warm)
   uint32_t num_free = 0;  // length of free_list
   List lru;               // state kCached; front = least recently used (evicted first)
-  absl::flat_hash_map<BlockHash, BlockId> index;  // exactly the hashed blocks
+  // Exactly the hashed blocks. Keys are already uniform 128-bit content hashes, so the table hashes
+  // them by their low half instead of mixing them again (lookups are on the admission path).
+  struct IndexHash {
+    size_t operator()(const BlockHash& h) const { return static_cast<size_t>(h.lo ^ (h.hi >> 7)); }
+  };
+  absl::flat_hash_map<BlockHash, BlockId, IndexHash> index;
 
   uint32_t peak_in_use = 0;
   uint64_t allocations = 0;
@@ -323,6 +328,32 @@ absl::Status BlockAllocator::Release(absl::Span<const BlockId> ids, EvictionPrio
   return absl::OkStatus();
 }
 
+absl::Status BlockAllocator::AddRef(absl::Span<const BlockId> ids) {
+  Impl& s = *impl_;
+  for (const BlockId id : ids) {
+    // The whole span is checked first; a repeated id is checked once per reference it gains.
+    if (__builtin_expect(id >= num_blocks_ || s.blocks[id].state == Impl::State::kFree ||
+                             s.blocks[id].ref == std::numeric_limits<uint32_t>::max(),
+                         0)) {
+      return AddRef(id);  // the single-id call builds the error without changing anything
+    }
+  }
+  for (const BlockId id : ids) {
+    Impl::Block& b = s.blocks[id];
+    if (__builtin_expect(b.state == Impl::State::kCached, 0)) {
+      s.lru.erase(s.lru.iterator_to(b));
+      b.ref = 1;
+      b.state = Impl::State::kInUse;
+    } else {
+      ++b.ref;
+    }
+  }
+  const uint32_t in_use = num_blocks_ - static_cast<uint32_t>(s.num_free + s.lru.size());
+  if (in_use > s.peak_in_use) s.peak_in_use = in_use;
+  PAGEDKV_LOG_TRACE("addref n={}", ids.size());
+  return absl::OkStatus();
+}
+
 absl::Status BlockAllocator::AddRef(BlockId id) {
   Impl& s = *impl_;
   if (__builtin_expect(id >= num_blocks_, 0)) {
@@ -401,6 +432,22 @@ absl::Status BlockAllocator::SetHash(BlockId id, const BlockHash& hash) {
   b.hashed = true;
   PAGEDKV_LOG_TRACE("sethash block={} hash={}", id, HashString(hash));
   return absl::OkStatus();
+}
+
+bool BlockAllocator::TrySetHash(BlockId id, const BlockHash& hash) {
+  Impl& s = *impl_;
+  PAGEDKV_DCHECK(id < num_blocks_);
+  Impl::Block& b = s.blocks[id];
+  PAGEDKV_DCHECK(b.state == Impl::State::kInUse && !b.hashed);
+  if (!s.index.try_emplace(hash, id).second) return false;
+  b.hash = hash;
+  b.hashed = true;
+  return true;
+}
+
+void BlockAllocator::CountLookups(uint64_t hits, uint64_t misses) {
+  impl_->cache_hits += hits;
+  impl_->cache_misses += misses;
 }
 
 absl::Status BlockAllocator::Unhash(BlockId id) {

@@ -114,6 +114,7 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
         pool->tokens.resize(static_cast<size_t>(n) * bs);
       }
       pool->pins.assign(n, 0);
+      pool->move_index.assign(n, kInvalidBlockId);
       return absl::OkStatus();
     };
     PAGEDKV_RETURN_IF_ERROR(make_pool(config.gpu_tier, gpu_blocks, config.watermark, &G.gpu));

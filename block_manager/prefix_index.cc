@@ -1,9 +1,11 @@
 // The prefix cache and admission: page hashing as a chain, lookups of a prompt's leading pages
 // (GPU first, then the host second level), CanAdmit / AddSequence, and the eviction hooks.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "block_manager/internal/block_hasher.h"
 #include "block_manager/internal/manager_state.h"
 #include "pagedkv/core/logging.h"
@@ -23,16 +25,24 @@ void BlockManager::Impl::WriteTokens(GroupState& G, BlockTable& t, int32_t start
                                      absl::Span<const TokenId> tokens) {
   if (!G.hashed) return;
   PoolState& pool = G.gpu;
-  for (size_t i = 0; i < tokens.size(); ++i) {
+  if (tokens.size() == 1) {  // the decode step
+    int32_t page, off;
+    SplitPos(start, &page, &off);
+    pool.tokens[static_cast<size_t>(t.blocks_[page]) * bs + off] = tokens[0];
+    return;
+  }
+  size_t i = 0;
+  while (i < tokens.size()) {
     int32_t page, off;
     SplitPos(static_cast<int64_t>(start) + static_cast<int64_t>(i), &page, &off);
-    pool.tokens[static_cast<size_t>(t.blocks_[page]) * bs + off] = tokens[i];
+    const size_t n = std::min(tokens.size() - i, static_cast<size_t>(bs - off));
+    std::memcpy(&pool.tokens[static_cast<size_t>(t.blocks_[page]) * bs + off], &tokens[i],
+                n * sizeof(TokenId));
+    i += n;
   }
 }
 
-void BlockManager::Impl::PublishComputed(SeqRecord& rec) {
-  const int32_t full_pages = rec.num_computed / bs;
-  if (!prefix_caching || rec.num_hashed_pages >= full_pages) return;
+void BlockManager::Impl::PublishPages(SeqRecord& rec, int32_t full_pages) {
   GroupState& G = groups[0];  // prefix caching implies group 0 is the only full group
   PoolState& pool = G.gpu;
   BlockTable& t = rec.tables[0];
@@ -64,14 +74,17 @@ absl::StatusOr<uint64_t> BlockManager::Impl::HashKey(const SequenceOptions& opti
 
 bool BlockManager::Impl::TokensEqual(const PoolState& pool, BlockId b,
                                      const TokenId* tokens) const {
-  return std::memcmp(&pool.tokens[static_cast<size_t>(b) * bs], tokens, sizeof(TokenId) * bs) == 0;
+  // An inline loop the compiler vectorizes: a libc memcmp call costs more than 16 token ids.
+  const TokenId* stored = &pool.tokens[static_cast<size_t>(b) * bs];
+  TokenId diff = 0;
+  for (int32_t i = 0; i < bs; ++i) diff |= stored[i] ^ tokens[i];
+  return diff == 0;
 }
 
 // ---- Prefix matching ----------------------------------------------------------------------------
 
 void BlockManager::Impl::MatchPrefix(absl::Span<const TokenId> prompt, uint64_t hash_key,
-                                     bool count_stats, std::vector<PrefixHit>* hits,
-                                     int32_t* eligible_pages) const {
+                                     std::vector<PrefixHit>* hits, int32_t* eligible_pages) const {
   hits->clear();
   *eligible_pages = 0;
   if (!prefix_caching || prompt.empty()) return;
@@ -84,7 +97,7 @@ void BlockManager::Impl::MatchPrefix(absl::Span<const TokenId> prompt, uint64_t 
   for (int32_t k = 0; k < max_pages; ++k) {
     const TokenId* toks = prompt.data() + static_cast<size_t>(k) * bs;
     const BlockHash h = HashPage(parent, absl::MakeConstSpan(toks, bs), hash_key);
-    std::optional<BlockId> b = count_stats ? G.gpu.alloc->Lookup(h) : G.gpu.alloc->Peek(h);
+    std::optional<BlockId> b = G.gpu.alloc->Peek(h);
     if (b.has_value() && TokensEqual(G.gpu, *b, toks)) {
       hits->push_back({*b, false, h});
     } else if (G.host.valid()) {
@@ -108,7 +121,7 @@ AdmitInfo BlockManager::CanAdmit(absl::Span<const TokenId> prompt,
   if (!key.ok() || prompt.size() > static_cast<size_t>(kMaxSequenceTokens)) return info;
   std::vector<Impl::PrefixHit> hits;
   int32_t eligible = 0;
-  s.MatchPrefix(prompt, *key, /*count_stats=*/false, &hits, &eligible);
+  s.MatchPrefix(prompt, *key, &hits, &eligible);
   info.can_admit = true;
   int32_t gpu_hits = 0;
   int32_t cached_gpu_hits = 0;  // hits on unreferenced pages: taken, so no longer available
@@ -148,8 +161,8 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
   PAGEDKV_ASSIGN_OR_RETURN(const uint64_t hash_key, s.HashKey(options, seq, "AddSequence"));
   std::vector<Impl::PrefixHit> hits;
   int32_t eligible = 0;
-  // Peek first: a failed call must not count hits.
-  s.MatchPrefix(prompt, hash_key, /*count_stats=*/false, &hits, &eligible);
+  // Peek: a failed call must not count lookups.
+  s.MatchPrefix(prompt, hash_key, &hits, &eligible);
   int32_t gpu_hits = 0, cached_gpu_hits = 0, host_hits = 0;
   for (const Impl::PrefixHit& h : hits) {
     if (h.on_host) {
@@ -176,13 +189,13 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
     }
   }
 
-  // Mutate. Take the GPU hits and pin the host hits before allocating, so that evictions by the
-  // allocation can reach neither.
-  if (!hits.empty()) {
-    // Count the lookups the allocator would have seen.
-    for (const Impl::PrefixHit& h : hits) {
-      if (!h.on_host) (void)s.groups[0].gpu.alloc->Lookup(h.hash);
-    }
+  // Mutate. The GPU index saw one hit per GPU hit and one miss per page looked up further (host
+  // hits, and the page where the walk stopped). Take the GPU hits and pin the host hits before
+  // allocating, so that evictions by the allocation can reach neither.
+  if (s.prefix_caching && s.groups[0].hashed && eligible > 0) {
+    const int32_t stopped = static_cast<int32_t>(hits.size()) < eligible ? 1 : 0;
+    s.groups[0].gpu.alloc->CountLookups(static_cast<uint64_t>(gpu_hits),
+                                        static_cast<uint64_t>(host_hits + stopped));
   }
   SeqRecord* rec = s.records.New();
   rec->id = seq;
@@ -197,16 +210,17 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
     t.blocks_.resize(pages);
     int32_t first_new = 0;
     if (G.hashed) {
+      // Host hits are held until their swap-in is recorded (which pins them until TakeCacheOps).
+      std::vector<BlockId>& gpu_blocks = s.scratch_blocks;
+      std::vector<BlockId> host_blocks;
+      gpu_blocks.clear();
       for (const Impl::PrefixHit& h : hits) {
-        if (h.on_host) {
-          // Held until its swap-in is recorded (which pins it until TakeCacheOps).
-          absl::Status st = G.host.alloc->AddRef(h.block);
-          PAGEDKV_CHECK_MSG(st.ok(), "prefix hit on a free host block");
-        } else {
-          absl::Status st = G.gpu.alloc->AddRef(h.block);
-          PAGEDKV_CHECK_MSG(st.ok(), "prefix hit on a free block");
-        }
+        (h.on_host ? host_blocks : gpu_blocks).push_back(h.block);
       }
+      absl::Status st = G.gpu.alloc->AddRef(gpu_blocks);
+      PAGEDKV_CHECK_MSG(st.ok(), "prefix hit on a free block");
+      st = G.host.valid() ? G.host.alloc->AddRef(host_blocks) : absl::OkStatus();
+      PAGEDKV_CHECK_MSG(st.ok(), "prefix hit on a free host block");
       first_new = gpu_hits;
     }
     // Hits come first in page order; GPU hits may be followed by host hits (never the reverse,
@@ -260,14 +274,15 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
 // ---- Compute progress ---------------------------------------------------------------------------
 
 namespace {
-absl::Status CheckComputed(const SeqRecord& rec, int64_t n, const char* op) {
-  if (n < rec.num_computed || n > rec.num_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": sequence ", rec.id, " has ", rec.num_tokens, " tokens of which ", rec.num_computed,
-        " are computed; num_computed_tokens ", n, " must be in [", rec.num_computed, ", ",
-        rec.num_tokens, "] (it only grows; Rewind lowers it)"));
-  }
-  return absl::OkStatus();
+bool ComputedInRange(const SeqRecord& rec, int64_t n) {
+  return n >= rec.num_computed && n <= rec.num_tokens;
+}
+ABSL_ATTRIBUTE_NOINLINE absl::Status ComputedOutOfRange(const SeqRecord& rec, int64_t n,
+                                                        const char* op) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(op, ": sequence ", rec.id, " has ", rec.num_tokens, " tokens of which ",
+                   rec.num_computed, " are computed; num_computed_tokens ", n, " must be in [",
+                   rec.num_computed, ", ", rec.num_tokens, "] (it only grows; Rewind lowers it)"));
 }
 }  // namespace
 
@@ -276,7 +291,9 @@ absl::Status BlockManager::MarkComputed(SeqId seq, int64_t num_computed_tokens) 
   SeqRecord* rec = s.Find(seq);
   if (rec == nullptr) return Impl::NotFound(seq, "MarkComputed");
   if (rec->swapped) return Impl::Swapped(seq, "MarkComputed");
-  PAGEDKV_RETURN_IF_ERROR(CheckComputed(*rec, num_computed_tokens, "MarkComputed"));
+  if (!ComputedInRange(*rec, num_computed_tokens)) {
+    return ComputedOutOfRange(*rec, num_computed_tokens, "MarkComputed");
+  }
   rec->num_computed = static_cast<int32_t>(num_computed_tokens);
   s.PublishComputed(*rec);
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
@@ -291,6 +308,26 @@ absl::Status BlockManager::MarkComputedBatch(absl::Span<const SeqId> seqs,
         absl::StrCat("MarkComputedBatch: ", seqs.size(), " sequences but ",
                      num_computed_tokens.size(), " computed counts; pass one count per sequence"));
   }
+  // The engine usually reports exactly the sequences of the step's AppendTokenBatch, in order:
+  // their records are known (none was freed since), so no id lookup is needed.
+  if (s.last_batch_epoch == s.records_epoch && seqs.size() == s.last_batch.size()) {
+    size_t i = 0;
+    for (; i < seqs.size(); ++i) {
+      const SeqRecord* rec = s.last_batch[i];
+      if (rec->id != seqs[i] || rec->swapped || !ComputedInRange(*rec, num_computed_tokens[i])) {
+        break;
+      }
+    }
+    if (i == seqs.size()) {
+      for (i = 0; i < seqs.size(); ++i) {
+        SeqRecord* rec = s.last_batch[i];
+        rec->num_computed = static_cast<int32_t>(num_computed_tokens[i]);
+        s.PublishComputed(*rec);
+      }
+      PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
+      return absl::OkStatus();
+    }
+  }
   const uint64_t stamp = ++s.stamp;
   s.scratch_recs.clear();
   for (size_t i = 0; i < seqs.size(); ++i) {
@@ -302,7 +339,9 @@ absl::Status BlockManager::MarkComputedBatch(absl::Span<const SeqId> seqs,
                                                      " is listed twice; list each once"));
     }
     rec->stamp = stamp;
-    PAGEDKV_RETURN_IF_ERROR(CheckComputed(*rec, num_computed_tokens[i], "MarkComputedBatch"));
+    if (!ComputedInRange(*rec, num_computed_tokens[i])) {
+      return ComputedOutOfRange(*rec, num_computed_tokens[i], "MarkComputedBatch");
+    }
     s.scratch_recs.push_back(rec);
   }
   for (size_t i = 0; i < s.scratch_recs.size(); ++i) {
@@ -336,7 +375,7 @@ int32_t BlockManager::TouchPrefix(absl::Span<const TokenId> prompt,
   if (!key.ok()) return 0;
   std::vector<Impl::PrefixHit> hits;
   int32_t eligible = 0;
-  s.MatchPrefix(prompt, *key, false, &hits, &eligible);
+  s.MatchPrefix(prompt, *key, &hits, &eligible);
   int32_t n = 0;
   for (const Impl::PrefixHit& h : hits) {
     if (h.on_host) break;

@@ -192,6 +192,9 @@ absl::Status BlockManager::AppendTokenBatch(absl::Span<const SeqId> seqs,
     }
     ++rec->num_tokens;
   }
+  // Remembered for MarkComputedBatch of the same step (valid until a record is deleted).
+  s.last_batch.swap(s.scratch_recs);
+  s.last_batch_epoch = s.records_epoch;
   PAGEDKV_LOG_TRACE("append_batch seqs={} new_blocks={}", seqs.size(), s.scratch_need[0]);
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return absl::OkStatus();
@@ -248,11 +251,8 @@ absl::Status BlockManager::Fork(SeqId parent, SeqId child) {
   int32_t pages = 0;
   for (int32_t g = 0; g < s.num_groups(); ++g) {
     const BlockTable& t = c->tables[g];
-    BlockAllocator& alloc = *s.groups[g].gpu.alloc;
-    for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-      absl::Status st = alloc.AddRef(t.blocks_[k]);
-      PAGEDKV_CHECK_MSG(st.ok(), "fork of a free block");
-    }
+    absl::Status st = s.groups[g].gpu.alloc->AddRef(t.live_blocks());
+    PAGEDKV_CHECK_MSG(st.ok(), "fork of a free block");
     pages += t.num_live_pages();
   }
   s.seqs.emplace(child, c);
@@ -316,11 +316,8 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
   }
   for (const NewState& ns : changed) {
     for (int32_t g = 0; g < s.num_groups(); ++g) {
-      const BlockTable& t = ns.tables[g];
-      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-        absl::Status st = s.groups[g].gpu.alloc->AddRef(t.blocks_[k]);
-        PAGEDKV_CHECK_MSG(st.ok(), "beam page is free");
-      }
+      absl::Status st = s.groups[g].gpu.alloc->AddRef(ns.tables[g].live_blocks());
+      PAGEDKV_CHECK_MSG(st.ok(), "beam page is free");
     }
   }
   for (NewState& ns : changed) {
@@ -412,6 +409,7 @@ absl::Status BlockManager::Free(SeqId seq) {
                     rec->swapped);
   s.seqs.erase(it);
   s.records.Delete(rec);
+  ++s.records_epoch;  // invalidates last_batch
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return absl::OkStatus();
 }

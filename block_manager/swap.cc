@@ -4,7 +4,6 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "block_manager/internal/manager_state.h"
 #include "pagedkv/core/logging.h"
 #include "pagedkv/core/status.h"
@@ -13,17 +12,36 @@ namespace pagedkv {
 
 using internal::SeqRecord;
 
-// Allocates one `to` block per distinct page (`distinct`, in first-seen order; `index` maps each
-// to its position), records the copy, carries metadata and hash over, and repoints every table,
-// so a page shared by several tables moves once and keeps its sharing. Space in `to` was checked
-// by the caller. Returns the number of pages moved.
+void BlockManager::Impl::CollectDistinct(const PoolState& pool, int32_t g,
+                                         absl::Span<SeqRecord* const> recs,
+                                         std::vector<BlockId>* distinct) const {
+  distinct->clear();
+  for (const SeqRecord* rec : recs) {
+    const BlockTable& t = rec->tables[g];
+    for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
+      BlockId& slot = pool.move_index[t.blocks_[k]];
+      if (slot != kInvalidBlockId) continue;
+      slot = static_cast<BlockId>(distinct->size());
+      distinct->push_back(t.blocks_[k]);
+    }
+  }
+}
+
+void BlockManager::Impl::ClearMoveIndex(const PoolState& pool, absl::Span<const BlockId> distinct) {
+  for (BlockId b : distinct) pool.move_index[b] = kInvalidBlockId;
+}
+
+// Allocates one `to` block per distinct page (`distinct`, in first-seen order, numbered in the
+// `from` pool's move_index), records the copy, carries metadata and hash over, and repoints every
+// table, so a page shared by several tables moves once and keeps its sharing. Space in `to` was
+// checked by the caller. Returns the number of pages moved.
 int64_t BlockManager::Impl::MovePages(int32_t g, absl::Span<SeqRecord* const> recs, bool to_host,
-                                      absl::Span<const BlockId> distinct,
-                                      absl::flat_hash_map<BlockId, BlockId>& index, Tier new_tier) {
+                                      absl::Span<const BlockId> distinct, Tier new_tier) {
   GroupState& G = groups[g];
   PoolState& from = to_host ? G.gpu : G.host;
   PoolState& to = to_host ? G.host : G.gpu;
-  std::vector<BlockId> dst(distinct.size());
+  std::vector<BlockId>& dst = scratch_blocks;
+  dst.resize(distinct.size());
   if (to_host) {
     if (!dst.empty()) {
       absl::Status st = to.alloc->Allocate(absl::MakeSpan(dst));
@@ -34,7 +52,6 @@ int64_t BlockManager::Impl::MovePages(int32_t g, absl::Span<SeqRecord* const> re
   }
   for (size_t i = 0; i < dst.size(); ++i) {
     const BlockId src = distinct[i];
-    index[src] = static_cast<BlockId>(i);
     if (to_host) {
       RecordSwapOut(g, src, dst[i]);
     } else {
@@ -47,7 +64,7 @@ int64_t BlockManager::Impl::MovePages(int32_t g, absl::Span<SeqRecord* const> re
   for (SeqRecord* rec : recs) {
     BlockTable& t = rec->tables[g];
     for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-      const BlockId i = index[t.blocks_[k]];
+      const BlockId i = from.move_index[t.blocks_[k]];
       if (taken[i]) {
         absl::Status st = to.alloc->AddRef(dst[i]);
         PAGEDKV_CHECK_MSG(st.ok(), "a just-allocated block vanished");
@@ -70,7 +87,7 @@ void BlockManager::Impl::OnGpuEvict(int32_t g, BlockId block, const BlockHash& h
   absl::StatusOr<BlockId> h = G.host.alloc->AllocateOne();
   if (!h.ok()) return;
   CopyMeta(G, G.gpu, block, G.host, *h);
-  if (!G.host.alloc->SetHash(*h, hash).ok()) {
+  if (!G.host.alloc->TrySetHash(*h, hash)) {
     Release(G.host, *h, EvictionPriority::kNormal);
     return;
   }
@@ -84,38 +101,37 @@ void BlockManager::Impl::OnGpuEvict(int32_t g, BlockId block, const BlockHash& h
   PAGEDKV_LOG_TRACE("offload group={} gpu_block={} host_block={}", g, block, *h);
 }
 
-namespace {
 // Validates a swap request: known, distinct, in the expected residency.
-absl::Status ValidateSwapSet(const absl::flat_hash_map<SeqId, SeqRecord*>& seqs,
-                             absl::Span<const SeqId> ids, bool want_swapped, const char* op,
-                             std::vector<SeqRecord*>* out) {
+absl::Status BlockManager::Impl::ValidateSwapSet(absl::Span<const SeqId> ids, bool want_swapped,
+                                                 const char* op,
+                                                 std::vector<SeqRecord*>* out) const {
   out->clear();
-  absl::flat_hash_set<SeqId> seen;
+  const uint64_t mark = ++stamp;
   for (SeqId id : ids) {
-    auto it = seqs.find(id);
-    if (it == seqs.end()) {
+    SeqRecord* rec = Find(id);
+    if (rec == nullptr) {
       return absl::NotFoundError(absl::StrCat(op, ": sequence ", id, " is not known"));
     }
-    if (!seen.insert(id).second) {
+    if (rec->stamp == mark) {
       return absl::InvalidArgumentError(
           absl::StrCat(op, ": sequence ", id, " is listed twice; list each once"));
     }
-    if (it->second->swapped != want_swapped) {
+    rec->stamp = mark;
+    if (rec->swapped != want_swapped) {
       return absl::FailedPreconditionError(absl::StrCat(
           op, ": sequence ", id,
           want_swapped ? " is not swapped out (it has no host pages); nothing to swap in"
                        : " is already swapped out"));
     }
-    out->push_back(it->second);
+    out->push_back(rec);
   }
   return absl::OkStatus();
 }
-}  // namespace
 
 absl::Status BlockManager::SwapOut(absl::Span<const SeqId> seqs) {
   Impl& s = *impl_;
   std::vector<SeqRecord*> recs;
-  PAGEDKV_RETURN_IF_ERROR(ValidateSwapSet(s.seqs, seqs, /*want_swapped=*/false, "SwapOut", &recs));
+  PAGEDKV_RETURN_IF_ERROR(s.ValidateSwapSet(seqs, /*want_swapped=*/false, "SwapOut", &recs));
   if (!s.host_tier) {
     return absl::FailedPreconditionError(
         "SwapOut: no host tier is configured (host_num_blocks / host_budget_bytes); preempt by "
@@ -123,36 +139,36 @@ absl::Status BlockManager::SwapOut(absl::Span<const SeqId> seqs) {
   }
   // Distinct GPU pages per group, in first-seen order.
   std::vector<std::vector<BlockId>> distinct(s.num_groups());
-  std::vector<absl::flat_hash_map<BlockId, BlockId>> map(s.num_groups());
-  for (int32_t g = 0; g < s.num_groups(); ++g) {
+  absl::Status st;
+  for (int32_t g = 0; g < s.num_groups() && st.ok(); ++g) {
     Impl::GroupState& G = s.groups[g];
-    for (SeqRecord* rec : recs) {
-      const BlockTable& t = rec->tables[g];
-      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-        const BlockId b = t.blocks_[k];
-        // swap_out runs before swap_in within a step, so neither the page nor the original
-        // source of a pending copy into it may still be waiting for its swap-in.
-        if (G.gpu.swap_in_dst[b] || G.gpu.swap_in_dst[s.ResolveGpuSource(G, b)]) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              "SwapOut: sequence ", rec->id, " page ", k, " (group ", g, ", block ", b,
-              ") is still being swapped in by the pending CacheOps; call TakeCacheOps and "
-              "execute them first"));
-        }
-        if (map[g].emplace(b, kInvalidBlockId).second) distinct[g].push_back(b);
+    s.CollectDistinct(G.gpu, g, recs, &distinct[g]);
+    // swap_out runs before swap_in within a step, so neither a page nor the original source of a
+    // pending copy into it may still be waiting for its swap-in.
+    for (BlockId b : distinct[g]) {
+      if (G.gpu.swap_in_dst[b] || G.gpu.swap_in_dst[s.ResolveGpuSource(G, b)]) {
+        st = absl::FailedPreconditionError(absl::StrCat(
+            "SwapOut: block ", b, " of group ", g, " (a page of sequence(s) starting with ",
+            seqs[0],
+            ") is still being swapped in by the pending CacheOps; call TakeCacheOps and "
+            "execute them first"));
+        break;
       }
     }
     const uint32_t avail = G.host.alloc->num_available();
-    if (distinct[g].size() > avail) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "SwapOut: ", seqs.size(), " sequence(s) starting with ", seqs.empty() ? 0 : seqs[0],
-          " need ", distinct[g].size(), " host blocks in group ", g, ", ", avail,
-          " available; free swapped sequences or preempt by recompute"));
+    if (st.ok() && distinct[g].size() > avail) {
+      st = absl::ResourceExhaustedError(
+          absl::StrCat("SwapOut: ", seqs.size(), " sequence(s) starting with ", seqs[0], " need ",
+                       distinct[g].size(), " host blocks in group ", g, ", ", avail,
+                       " available; free swapped sequences or preempt by recompute"));
     }
   }
   int64_t moved = 0;
   for (int32_t g = 0; g < s.num_groups(); ++g) {
-    moved += s.MovePages(g, recs, /*to_host=*/true, distinct[g], map[g], Tier::kHost);
+    if (st.ok()) moved += s.MovePages(g, recs, /*to_host=*/true, distinct[g], Tier::kHost);
+    s.ClearMoveIndex(s.groups[g].gpu, distinct[g]);
   }
+  PAGEDKV_RETURN_IF_ERROR(st);
   for (SeqRecord* rec : recs) rec->swapped = true;
   s.num_swapped += static_cast<int64_t>(recs.size());
   PAGEDKV_LOG_TRACE("swap_out seqs={} first={} pages_moved={}", seqs.size(),
@@ -164,30 +180,26 @@ absl::Status BlockManager::SwapOut(absl::Span<const SeqId> seqs) {
 absl::Status BlockManager::SwapIn(absl::Span<const SeqId> seqs) {
   Impl& s = *impl_;
   std::vector<SeqRecord*> recs;
-  PAGEDKV_RETURN_IF_ERROR(ValidateSwapSet(s.seqs, seqs, /*want_swapped=*/true, "SwapIn", &recs));
+  PAGEDKV_RETURN_IF_ERROR(s.ValidateSwapSet(seqs, /*want_swapped=*/true, "SwapIn", &recs));
   std::vector<std::vector<BlockId>> distinct(s.num_groups());
-  std::vector<absl::flat_hash_map<BlockId, BlockId>> map(s.num_groups());
-  for (int32_t g = 0; g < s.num_groups(); ++g) {
+  absl::Status st;
+  for (int32_t g = 0; g < s.num_groups() && st.ok(); ++g) {
     Impl::GroupState& G = s.groups[g];
-    for (SeqRecord* rec : recs) {
-      const BlockTable& t = rec->tables[g];
-      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
-        if (map[g].emplace(t.blocks_[k], kInvalidBlockId).second)
-          distinct[g].push_back(t.blocks_[k]);
-      }
-    }
+    s.CollectDistinct(G.host, g, recs, &distinct[g]);
     const uint32_t avail = G.gpu.alloc->num_available();
     if (distinct[g].size() > avail) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "SwapIn: ", seqs.size(), " sequence(s) starting with ", seqs.empty() ? 0 : seqs[0],
-          " need ", distinct[g].size(), " GPU blocks in group ", g, ", ", avail,
-          " free + cached available; wait for running sequences to finish"));
+      st = absl::ResourceExhaustedError(
+          absl::StrCat("SwapIn: ", seqs.size(), " sequence(s) starting with ", seqs[0], " need ",
+                       distinct[g].size(), " GPU blocks in group ", g, ", ", avail,
+                       " free + cached available; wait for running sequences to finish"));
     }
   }
   int64_t moved = 0;
   for (int32_t g = 0; g < s.num_groups(); ++g) {
-    moved += s.MovePages(g, recs, /*to_host=*/false, distinct[g], map[g], Tier::kGpu);
+    if (st.ok()) moved += s.MovePages(g, recs, /*to_host=*/false, distinct[g], Tier::kGpu);
+    s.ClearMoveIndex(s.groups[g].host, distinct[g]);
   }
+  PAGEDKV_RETURN_IF_ERROR(st);
   for (SeqRecord* rec : recs) rec->swapped = false;
   s.num_swapped -= static_cast<int64_t>(recs.size());
   PAGEDKV_LOG_TRACE("swap_in seqs={} first={} pages_moved={}", seqs.size(),
@@ -199,16 +211,15 @@ absl::Status BlockManager::SwapIn(absl::Span<const SeqId> seqs) {
 bool BlockManager::CanSwapIn(absl::Span<const SeqId> seqs) const {
   const Impl& s = *impl_;
   std::vector<SeqRecord*> recs;
-  if (!ValidateSwapSet(s.seqs, seqs, true, "CanSwapIn", &recs).ok()) return false;
-  for (int32_t g = 0; g < s.num_groups(); ++g) {
-    absl::flat_hash_set<BlockId> distinct;
-    for (SeqRecord* rec : recs) {
-      const BlockTable& t = rec->tables[g];
-      for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) distinct.insert(t.blocks_[k]);
-    }
-    if (distinct.size() > s.groups[g].gpu.alloc->num_available()) return false;
+  if (!s.ValidateSwapSet(seqs, true, "CanSwapIn", &recs).ok()) return false;
+  std::vector<BlockId> distinct;
+  bool fits = true;
+  for (int32_t g = 0; g < s.num_groups() && fits; ++g) {
+    s.CollectDistinct(s.groups[g].host, g, recs, &distinct);
+    fits = distinct.size() <= s.groups[g].gpu.alloc->num_available();
+    s.ClearMoveIndex(s.groups[g].host, distinct);
   }
-  return true;
+  return fits;
 }
 
 }  // namespace pagedkv

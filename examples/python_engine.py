@@ -10,7 +10,9 @@ and random queries. Each step the engine
   2. writes the step's new K/V through the batch's slot_mapping (CPU WriteKV),
   3. runs paged attention (CPU, extend form: prefill chunks and decodes in one batch),
   4. checks every entry's output against dense NumPy attention over the sequence's tokens,
-  5. samples tokens (random) and, for beam requests, random parent choices.
+  5. samples tokens (random) and, for beam requests, random parent choices; complete_step then
+     reports the computed tokens, so full computed pages become prefix-cache hits (half the
+     prompts share a prefix, and their hits skip that part of the prefill).
 
 The policy's BlockManager is metadata only (a virtual GPU tier), so the engine owns the K/V
 memory: NumPy arrays of [num_blocks, layers, 2, kv_heads, block_size, head_dim] for the GPU and
@@ -67,9 +69,7 @@ class ToyEngine:
             capacity_tokens=args.gpu_blocks * args.block_size,
             host_capacity_tokens=args.host_blocks * args.block_size,
             max_model_len=256, max_new_tokens=args.max_new_tokens, watermark=0.0,
-            # Pages are hashed at admission, before a chunked prefill has computed them; a toy
-            # engine that skips cached tokens would then read pages not yet written.
-            enable_prefix_caching=False))
+            enable_prefix_caching=True))
         self.bm = self.policy.block_manager()
         self.sched = pagedkv.Scheduler(pagedkv.SchedulerConfig(
             max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_batched_tokens,
@@ -81,13 +81,17 @@ class ToyEngine:
         self.workers = pagedkv.CpuWorkerPool(0)
         self.beam_requests = set()
         self.max_err = 0.0
-        self.counts = dict(steps=0, prefill_tokens=0, decode_tokens=0, swap_out=0, swap_in=0,
-                           copies=0, preempted=0, finished=0, rejected=0, entries=0)
+        self.counts = dict(steps=0, prefill_tokens=0, decode_tokens=0, cached_prompt_tokens=0,
+                           swap_out=0, swap_in=0, copies=0, preempted=0, finished=0, rejected=0,
+                           entries=0)
+        self.shared_prefix = [int(t) for t in self.rng.integers(1, 1000, size=20)]
 
     def add_requests(self, n):
         for r in range(n):
             kind = r % 4
             prompt = [int(t) for t in self.rng.integers(1, 1000, size=int(self.rng.integers(3, 40)))]
+            if r % 2 == 0:
+                prompt = self.shared_prefix + prompt
             beams = 3 if kind == 3 else 1
             samples = 2 if kind == 2 else 1
             if beams > 1:
@@ -136,6 +140,7 @@ class ToyEngine:
         self.counts["entries"] += len(entries)
         self.counts["prefill_tokens"] += out.num_prefill_tokens
         self.counts["decode_tokens"] += out.num_decode_tokens
+        self.counts["cached_prompt_tokens"] += out.num_cached_prompt_tokens
         # Sample: num_samples tokens per entry; beam requests pick random parents.
         sampled = [int(t) for t in self.rng.integers(1, 1000, size=sum(e.num_samples
                                                                        for e in entries))]
@@ -178,7 +183,8 @@ def main(argv=None):
     engine.run(args.max_steps)
     c = engine.counts
     print(f"steps={c['steps']} entries={c['entries']} prefill_tokens={c['prefill_tokens']} "
-          f"decode_tokens={c['decode_tokens']} finished={c['finished']} rejected={c['rejected']} "
+          f"decode_tokens={c['decode_tokens']} cached_prompt_tokens={c['cached_prompt_tokens']} "
+          f"finished={c['finished']} rejected={c['rejected']} "
           f"preempted_seqs={c['preempted']} swap_out_blocks={c['swap_out']} "
           f"swap_in_blocks={c['swap_in']} cow_copies={c['copies']} "
           f"max_abs_err={engine.max_err:.2e}")

@@ -1,9 +1,11 @@
 // Micro-benchmarks of BlockManager's per-step paths: a decode step over many sequences, Fork,
-// BuildBatch, prefix matching, beam reorder (bytes moved vs a dense per-beam cache) and swap.
+// BuildBatch, prefix matching, admission with prefix caching (hit and miss), beam reorder (bytes
+// moved vs a dense per-beam cache) and swap.
 // Metadata only (kVirtual GPU pool), llama-3-8b shape, block size 16. Per-unit costs are counters
 // in seconds (`s_per_seq`, `s_per_fork`, `s_per_page`). docs/block_manager.md explains how to run
 // them; build with PAGEDKV_DEBUG_LEVEL=0 for real figures (level 2 runs CheckInvariants after
 // every mutation, so this binary shrinks every size 16x there to keep the CTest smoke run fast).
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -59,8 +61,9 @@ benchmark::Counter PerUnit(double units) {
 }
 
 // One decode step: AppendTokenBatch of one token to each of N sequences (a new page every 16th
-// step; prefix caching on, so full pages are hashed) plus TakeCacheOps. Sequences are rewound to
-// their prompt every 256 steps outside the timed region.
+// step), TakeCacheOps, and after the forward pass MarkComputedBatch (prefix caching on, so each
+// page that fills is hashed and published). Sequences are rewound to their prompt every 256 steps
+// outside the timed region.
 void BM_DecodeStep(benchmark::State& state) {
   const int64_t n = state.range(0) / kShrink;
   const int64_t prompt = 512 / kShrink;
@@ -68,15 +71,20 @@ void BM_DecodeStep(benchmark::State& state) {
   std::vector<SeqId> seqs(n);
   std::iota(seqs.begin(), seqs.end(), 1);
   for (SeqId id : seqs) Check(bm->AddSequence(id, Prompt(prompt, id * 1000)).status());
+  std::vector<int64_t> computed(n, prompt);
+  Check(bm->MarkComputedBatch(seqs, computed));
   std::vector<TokenId> tokens(n, 42);
   CacheOps ops;
   int64_t step = 0;
   for (auto _ : state) {
     Check(bm->AppendTokenBatch(seqs, tokens));
     bm->TakeCacheOps(&ops);
+    for (int64_t& c : computed) ++c;
+    Check(bm->MarkComputedBatch(seqs, computed));
     if (++step % 256 == 0) {
       state.PauseTiming();
       for (SeqId id : seqs) Check(bm->Rewind(id, static_cast<int32_t>(prompt)));
+      std::fill(computed.begin(), computed.end(), prompt);
       state.ResumeTiming();
     }
   }
@@ -133,6 +141,7 @@ void BM_PrefixMatch(benchmark::State& state) {
   auto bm = Make(n / kBlockSize + 8);
   const std::vector<TokenId> prompt = Prompt(n, 5);
   Check(bm->AddSequence(1, prompt).status());
+  Check(bm->MarkComputed(1, n));
   Check(bm->Free(1));  // every full page stays cached
   int64_t hit_pages = 0;
   for (auto _ : state) {
@@ -146,6 +155,53 @@ void BM_PrefixMatch(benchmark::State& state) {
 }
 BENCHMARK(BM_PrefixMatch)->Arg(32768)->Unit(benchmark::kMicrosecond);
 
+// Admission of an N-token prompt whose pages are all cached: AddSequence takes every full page
+// (lookup, token-id confirmation, ref + 1) and allocates the last one. Free runs untimed.
+void BM_AdmitCachedPrompt(benchmark::State& state) {
+  const int64_t n = state.range(0) / kShrink;
+  auto bm = Make(n / kBlockSize + 8);
+  const std::vector<TokenId> prompt = Prompt(n, 5);
+  Check(bm->AddSequence(1, prompt).status());
+  Check(bm->MarkComputed(1, n));
+  Check(bm->Free(1));
+  int64_t hit_pages = 0;
+  for (auto _ : state) {
+    absl::StatusOr<AdmitInfo> info = bm->AddSequence(2, prompt);
+    if (!info.ok()) std::abort();
+    hit_pages = info->num_cached_tokens / kBlockSize;
+    state.PauseTiming();
+    Check(bm->Free(2));
+    state.ResumeTiming();
+  }
+  if (hit_pages != (n - 1) / kBlockSize) state.SkipWithError("prefix pages did not all hit");
+  state.counters["pages"] = static_cast<double>(hit_pages);
+  state.counters["s_per_page"] = PerUnit(static_cast<double>(hit_pages));
+}
+BENCHMARK(BM_AdmitCachedPrompt)->Arg(32768)->Unit(benchmark::kMicrosecond);
+
+// Admission of an N-token prompt that misses (a new extra key each time): AddSequence looks the
+// pages up and allocates them all (evicting cached pages of earlier iterations), and the engine's
+// MarkComputed hashes and publishes every full page. Free runs untimed.
+void BM_AdmitNewPrompt(benchmark::State& state) {
+  const int64_t n = state.range(0) / kShrink;
+  auto bm = Make(2 * (n / kBlockSize) + 8);
+  const std::vector<TokenId> prompt = Prompt(n, 5);
+  uint64_t key = 0;
+  for (auto _ : state) {
+    SequenceOptions options;
+    options.extra_key = ++key;
+    absl::StatusOr<AdmitInfo> info = bm->AddSequence(1, prompt, options);
+    if (!info.ok() || info->num_cached_tokens != 0) std::abort();
+    Check(bm->MarkComputed(1, n));
+    state.PauseTiming();
+    Check(bm->Free(1));
+    state.ResumeTiming();
+  }
+  state.counters["pages"] = static_cast<double>(n / kBlockSize);
+  state.counters["s_per_page"] = PerUnit(static_cast<double>(n / kBlockSize));
+}
+BENCHMARK(BM_AdmitNewPrompt)->Arg(32768)->Unit(benchmark::kMicrosecond);
+
 // Beam search step with B beams of 2048 tokens: ReorderBeams (beam i continues beam i/2: half
 // the beams die, survivors double), one token appended to every beam, TakeCacheOps. Counters:
 // bytes the paged cache moves per step (copy-on-write of shared partial pages), pages copied,
@@ -157,7 +213,9 @@ void BM_BeamReorder(benchmark::State& state) {
   std::vector<SeqId> ids(beams);
   std::iota(ids.begin(), ids.end(), 1);
   Check(bm->AddSequence(1, Prompt(len, 3)).status());
+  Check(bm->MarkComputed(1, len));
   for (int64_t b = 1; b < beams; ++b) Check(bm->Fork(1, ids[b]));
+  std::vector<int64_t> computed(beams, len);
   std::vector<int32_t> parents(beams);
   for (int64_t b = 0; b < beams; ++b) parents[b] = static_cast<int32_t>(b / 2);
   std::vector<TokenId> tokens(beams);
@@ -169,6 +227,8 @@ void BM_BeamReorder(benchmark::State& state) {
     Check(bm->ReorderBeams(ids, parents));
     Check(bm->AppendTokenBatch(ids, tokens));
     bm->TakeCacheOps(&ops);
+    for (int64_t& c : computed) ++c;
+    Check(bm->MarkComputedBatch(ids, computed));
     bytes += ops.total_bytes();
     pages += ops.groups[0].copies.size();
     // A dense [beams, past] cache gathers every beam's whole past by its parent index.
@@ -177,6 +237,7 @@ void BM_BeamReorder(benchmark::State& state) {
     if (++steps % 256 == 0) {
       state.PauseTiming();
       for (SeqId id : ids) Check(bm->Rewind(id, static_cast<int32_t>(len)));
+      std::fill(computed.begin(), computed.end(), len);
       state.ResumeTiming();
     }
   }
@@ -194,6 +255,7 @@ void BM_SwapOutIn(benchmark::State& state) {
   const int64_t pages = (len + kBlockSize - 1) / kBlockSize;
   auto bm = Make(pages + 8, pages + 8);
   Check(bm->AddSequence(1, Prompt(len, 9)).status());
+  Check(bm->MarkComputed(1, len));
   CacheOps ops;
   uint64_t bytes = 0;
   for (auto _ : state) {

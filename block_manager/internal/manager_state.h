@@ -16,6 +16,7 @@
 #define PAGEDKV_BLOCK_MANAGER_INTERNAL_MANAGER_STATE_H_
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -72,6 +73,9 @@ struct PoolState {
   // otherwise); and whether the block is the destination of a pending swap-in.
   std::vector<BlockId> copy_src;
   std::vector<uint8_t> swap_in_dst;
+  // [num_blocks] scratch of swaps: a block's position among the distinct pages being moved, else
+  // kInvalidBlockId (every entry is reset before the call returns).
+  mutable std::vector<BlockId> move_index;
 
   bool valid() const { return alloc != nullptr; }
   // References held by block tables.
@@ -146,7 +150,7 @@ struct BlockManager::Impl {
   ObjectPool<SeqRecord> records;
   absl::flat_hash_map<SeqId, SeqRecord*> seqs;
   int64_t num_swapped = 0;
-  uint64_t stamp = 0;
+  mutable uint64_t stamp = 0;  // batch calls mark their records to find duplicates
 
   // Cumulative counters for stats().
   uint64_t prefix_query_pages = 0;
@@ -162,6 +166,12 @@ struct BlockManager::Impl {
   std::vector<std::pair<int32_t, BlockId>> deferred_pins;
   // Scratch reused by batch calls.
   std::vector<SeqRecord*> scratch_recs;
+  // The records of the last successful AppendTokenBatch, in order, while records_epoch (bumped by
+  // every record deletion) still equals last_batch_epoch: MarkComputedBatch of the same step
+  // finds them without id lookups.
+  std::vector<SeqRecord*> last_batch;
+  uint64_t records_epoch = 0;
+  uint64_t last_batch_epoch = ~uint64_t{0};
   std::vector<BlockId> scratch_blocks;
   std::vector<int64_t> scratch_need;
   std::vector<int64_t> scratch_freed;
@@ -206,24 +216,68 @@ struct BlockManager::Impl {
         absl::StrCat(op, ": sequence ", seq, " is swapped out; SwapIn it first"));
   }
 
-  // ---- Blocks and pending CacheOps (pending_ops.cc) --------------------------------------------
+  // ---- Blocks and pending CacheOps (inline: on the decode and swap paths) ----------------------
   // Registers an in-use block under `hash` unless another block already holds it (that one keeps
   // serving lookups; this one stays private).
-  static void TrySetHash(PoolState& pool, BlockId b, const BlockHash& hash);
-  void Pin(PoolState& pool, BlockId b);
+  static void TrySetHash(PoolState& pool, BlockId b, const BlockHash& hash) {
+    (void)pool.alloc->TrySetHash(b, hash);
+  }
+  void Pin(PoolState& pool, BlockId b) {
+    absl::Status s = pool.alloc->AddRef(b);
+    PAGEDKV_CHECK_MSG(s.ok(), "pin of a free block");
+    ++pool.pins[b];
+    pool.pinned.push_back(b);
+  }
   // Allocates GPU blocks after the caller checked that they are available.
-  void AllocateGpu(int32_t g, absl::Span<BlockId> out);
-  void Release(PoolState& pool, BlockId b, EvictionPriority priority);
+  void AllocateGpu(int32_t g, absl::Span<BlockId> out) {
+    if (out.empty()) return;
+    absl::Status s = groups[g].gpu.alloc->Allocate(out);
+    PAGEDKV_CHECK_MSG(s.ok(), "GPU allocation failed after its check");
+    if (!deferred_pins.empty()) PinDeferred();
+  }
+  void PinDeferred();  // pins the GPU blocks whose eviction offload the allocation recorded
+  void Release(PoolState& pool, BlockId b, EvictionPriority priority) {
+    absl::Status s = pool.alloc->Release(b, priority);
+    PAGEDKV_CHECK_MSG(s.ok(), "release of a block the table does not hold");
+  }
   void ReleaseTable(GroupState& G, BlockTable& t, EvictionPriority priority);
   BlockId ResolveGpuSource(const GroupState& G, BlockId b) const {
     const BlockId src = G.gpu.copy_src[b];
     return src == kInvalidBlockId ? b : src;
   }
-  void RecordCopy(int32_t g, BlockId src, BlockId dst);
-  void RecordSwapOut(int32_t g, BlockId gpu_block, BlockId host_block);
-  void RecordSwapIn(int32_t g, BlockId host_block, BlockId gpu_block);
+  void RecordCopy(int32_t g, BlockId src, BlockId dst) {
+    GroupState& G = groups[g];
+    src = ResolveGpuSource(G, src);
+    G.ops.copies.push_back({src, dst});
+    G.gpu.copy_src[dst] = src;
+    Pin(G.gpu, src);
+    Pin(G.gpu, dst);
+    copy_bytes += G.info.bytes_per_block;
+    ++cow_copies;
+  }
+  void RecordSwapOut(int32_t g, BlockId gpu_block, BlockId host_block) {
+    GroupState& G = groups[g];
+    const BlockId src = ResolveGpuSource(G, gpu_block);
+    G.ops.swap_out.push_back({src, host_block});
+    Pin(G.gpu, src);
+    Pin(G.host, host_block);
+    swap_out_bytes += G.info.bytes_per_block;
+  }
+  void RecordSwapIn(int32_t g, BlockId host_block, BlockId gpu_block) {
+    GroupState& G = groups[g];
+    G.ops.swap_in.push_back({host_block, gpu_block});
+    G.gpu.swap_in_dst[gpu_block] = 1;
+    Pin(G.host, host_block);
+    Pin(G.gpu, gpu_block);
+    swap_in_bytes += G.info.bytes_per_block;
+  }
   // Carries a page's hash and token ids from one block to another (hashed groups).
-  void CopyMeta(const GroupState& G, const PoolState& from, BlockId fb, PoolState& to, BlockId tb);
+  void CopyMeta(const GroupState& G, const PoolState& from, BlockId fb, PoolState& to, BlockId tb) {
+    if (!G.hashed) return;
+    to.hashes[tb] = from.hashes[fb];
+    std::memcpy(&to.tokens[static_cast<size_t>(tb) * bs],
+                &from.tokens[static_cast<size_t>(fb) * bs], sizeof(TokenId) * bs);
+  }
 
   // ---- Prefix index (prefix_index.cc) ----------------------------------------------------------
   struct PrefixHit {
@@ -235,14 +289,20 @@ struct BlockManager::Impl {
   void WriteTokens(GroupState& G, BlockTable& t, int32_t start, absl::Span<const TokenId> tokens);
   // Hashes the table's pages from rec.num_hashed_pages up to the last full computed page and
   // publishes each unless another block already holds its hash.
-  void PublishComputed(SeqRecord& rec);
+  void PublishComputed(SeqRecord& rec) {
+    if (!prefix_caching) return;
+    int32_t full_pages, unused;
+    SplitPos(rec.num_computed, &full_pages, &unused);
+    if (rec.num_hashed_pages < full_pages) PublishPages(rec, full_pages);
+  }
+  void PublishPages(SeqRecord& rec, int32_t full_pages);
   // The keys of a sequence mixed into its page hashes. InvalidArgument for a missing encoder key
   // on a cross-attention model with prefix caching.
   absl::StatusOr<uint64_t> HashKey(const SequenceOptions& options, SeqId seq, const char* op) const;
   bool TokensEqual(const PoolState& pool, BlockId b, const TokenId* tokens) const;
   // Leading full pages of `prompt` found in the cache (GPU first, then host), confirmed by token
   // ids. Never the page holding the prompt's last token.
-  void MatchPrefix(absl::Span<const TokenId> prompt, uint64_t hash_key, bool count_stats,
+  void MatchPrefix(absl::Span<const TokenId> prompt, uint64_t hash_key,
                    std::vector<PrefixHit>* hits, int32_t* eligible_pages) const;
 
   // ---- Growth and copy-on-write (sequences.cc) -------------------------------------------------
@@ -259,10 +319,17 @@ struct BlockManager::Impl {
                                    absl::Span<const int64_t> freed) const;
 
   // ---- Swap and the host second level (swap.cc) ------------------------------------------------
+  // Known, distinct sequences in the expected residency (SwapOut, SwapIn, CanSwapIn).
+  absl::Status ValidateSwapSet(absl::Span<const SeqId> ids, bool want_swapped, const char* op,
+                               std::vector<SeqRecord*>* out) const;
+  // The distinct live pages of `recs`' tables in group g (blocks of `pool`), in first-seen
+  // order, numbered in pool.move_index; ClearMoveIndex resets those entries.
+  void CollectDistinct(const PoolState& pool, int32_t g, absl::Span<SeqRecord* const> recs,
+                       std::vector<BlockId>* distinct) const;
+  static void ClearMoveIndex(const PoolState& pool, absl::Span<const BlockId> distinct);
   // Moves the live pages of `recs`' tables in group g between tiers; see swap.cc.
   int64_t MovePages(int32_t g, absl::Span<SeqRecord* const> recs, bool to_host,
-                    absl::Span<const BlockId> distinct,
-                    absl::flat_hash_map<BlockId, BlockId>& index, Tier new_tier);
+                    absl::Span<const BlockId> distinct, Tier new_tier);
   // A cached GPU page of group g is being reclaimed: keep it in the host tier when there is room.
   void OnGpuEvict(int32_t g, BlockId block, const BlockHash& hash);
 

@@ -268,6 +268,46 @@ TEST(CommitOnComputeRegression, EncoderKeySeparatesDecoderPagesOfDifferentAudio)
   EXPECT_TRUE(plain->AddSequence(1, prompt).ok());
 }
 
+// MarkComputedBatch of exactly the last AppendTokenBatch's sequences skips the id lookups; it must
+// still refuse what the general path refuses, and never trust a record freed in between.
+TEST(MarkComputedTest, BatchAfterADecodeStepChecksLikeAnyOther) {
+  auto bm = Make(Toy(), Config(4, 64, 16));
+  for (SeqId id : {1, 2, 3}) ASSERT_TRUE(bm->AddSequence(id, Tokens(7, 100 * id)).ok());
+  const SeqId seqs[3] = {1, 2, 3};
+  const int64_t prompt[3] = {7, 7, 7};
+  ASSERT_TRUE(bm->MarkComputedBatch(seqs, prompt).ok());
+  const TokenId tokens[3] = {1, 2, 3};
+  ASSERT_TRUE(bm->AppendTokenBatch(seqs, tokens).ok());
+  const int64_t bad[3] = {8, 9, 8};  // 9 > 8 tokens
+  ExpectFailsUnchanged(*bm, StatusCode::kInvalidArgument,
+                       [&] { return bm->MarkComputedBatch(seqs, bad); });
+  const int64_t good[3] = {8, 8, 8};
+  ASSERT_TRUE(bm->MarkComputedBatch(seqs, good).ok());
+  std::vector<TokenId> two = Tokens(7, 200);  // sequence 2's tokens, and one more
+  two.push_back(2);
+  two.push_back(0);
+  EXPECT_EQ(bm->CanAdmit(two).num_cached_tokens, 8);
+  ASSERT_TRUE(bm->AppendTokenBatch(seqs, tokens).ok());
+  ASSERT_TRUE(bm->SwapOut(3).ok());
+  const int64_t next[3] = {9, 9, 9};
+  ExpectFailsUnchanged(*bm, StatusCode::kFailedPrecondition,
+                       [&] { return bm->MarkComputedBatch(seqs, next); });
+  ASSERT_TRUE(bm->SwapIn(3).ok());
+  const absl::Status st =
+      bm->AppendTokenBatch(absl::MakeConstSpan(seqs, 2), absl::MakeConstSpan(tokens, 2));
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_TRUE(bm->Free(2).ok());
+  ExpectFailsUnchanged(*bm, StatusCode::kNotFound, [&] {
+    return bm->MarkComputedBatch(absl::MakeConstSpan(seqs, 2), absl::MakeConstSpan(next, 2));
+  });
+  ASSERT_TRUE(bm->AddSequence(4, Tokens(5, 900)).ok());  // may reuse the freed record
+  const SeqId reused[2] = {1, 4};
+  const int64_t counts[2] = {10, 5};
+  ASSERT_TRUE(bm->MarkComputedBatch(reused, counts).ok());
+  EXPECT_EQ(*bm->NumComputedTokens(4), 5);
+  ExpectOk(*bm);
+}
+
 // Two forks sharing a partly filled last page need one copy-on-write page, not two, when both
 // append in one step: the last sharer keeps the original.
 TEST(DecodeBatchTest, ForksSharingALastPageCountOneCopy) {

@@ -27,6 +27,8 @@ def test_python_engine_example(preemption):
     assert int(fields["finished"]) + int(fields["rejected"]) == 16
     assert int(fields["preempted_seqs"]) > 0, run.stdout  # the pool is small on purpose
     assert int(fields["cow_copies"]) > 0 or preemption == "recompute", run.stdout
+    # Prefix hits served from pages a forward pass computed: attention through them matches dense.
+    assert int(fields["cached_prompt_tokens"]) > 0, run.stdout
     assert float(fields["max_abs_err"]) < 1e-4
     if preemption == "swap":
         assert int(fields["swap_out_blocks"]) > 0, run.stdout

@@ -579,7 +579,9 @@ TEST_P(SchedulerPolicyTest, MixedWorkloadCompletes) {
   d.RunToCompletion();
   EXPECT_EQ(d.finished.size() + d.rejected.size(), 40u);
   EXPECT_TRUE(d.rejected.empty());
-  if (d.preempted.empty()) EXPECT_EQ(d.tokens_generated, expected);
+  if (d.preempted.empty()) {
+    EXPECT_EQ(d.tokens_generated, expected);
+  }
   const KvMemoryStats m = policy->MemoryStats(nullptr);
   EXPECT_EQ(m.used_tokens, 0);
   EXPECT_EQ(m.reserved_unused_tokens, 0);
@@ -615,7 +617,9 @@ TEST_P(SchedulerBlockSizeTest, PressureRunCompletes) {
   EXPECT_EQ(d.finished.size() + d.rejected.size(), 50u);
   EXPECT_FALSE(d.preempted.empty()) << "the test should run under memory pressure";
   EXPECT_EQ(policy->block_manager()->gpu_allocator(0).num_in_use(), 0u);
-  if (d.rejected.empty()) EXPECT_EQ(d.tokens_generated, expected);
+  if (d.rejected.empty()) {
+    EXPECT_EQ(d.tokens_generated, expected);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockSizes, SchedulerBlockSizeTest, ::testing::Values(1, 3, 16, 17, 128));

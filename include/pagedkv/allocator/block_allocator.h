@@ -116,6 +116,9 @@ class BlockAllocator {
 
   // Adds a reference to an in-use or cached block. FailedPrecondition for a free block.
   absl::Status AddRef(BlockId id);
+  // One reference to each block of `ids` (an id listed k times gains k), all or nothing: the
+  // first bad id's error, state unchanged. One call for a whole table (fork, prefix hits).
+  absl::Status AddRef(absl::Span<const BlockId> ids);
   // Moves a cached block to the LRU tail. OK and no effect for an in-use block;
   // FailedPrecondition for a free block.
   absl::Status Touch(BlockId id);
@@ -124,6 +127,10 @@ class BlockAllocator {
   // already hashed; AlreadyExists when another block holds this hash (the caller keeps its block
   // unhashed, or takes the other one).
   absl::Status SetHash(BlockId id, const BlockHash& hash);
+  // SetHash for callers that already know the block is in use and unhashed (checked by
+  // PAGEDKV_DCHECK): true when registered, false when another block holds the hash. One index
+  // operation and no message on the hot path.
+  bool TrySetHash(BlockId id, const BlockHash& hash);
   // Removes an in-use block's hash. FailedPrecondition when it is not in use or not hashed.
   absl::Status Unhash(BlockId id);
 
@@ -131,6 +138,9 @@ class BlockAllocator {
   std::optional<BlockId> Lookup(const BlockHash& hash);
   // Same without touching statistics.
   std::optional<BlockId> Peek(const BlockHash& hash) const;
+  // Counts lookups made with Peek as if Lookup had made them (a caller that peeks first and
+  // decides later).
+  void CountLookups(uint64_t hits, uint64_t misses);
 
   // True when n blocks can be allocated and at least watermark_blocks() stay available after.
   bool CanAllocate(uint32_t num_blocks) const;

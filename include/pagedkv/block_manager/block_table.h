@@ -33,6 +33,10 @@ class BlockTable {
   // Tokens the table covers (the sequence's tokens; the encoder tokens for a cross group).
   int32_t num_tokens() const { return num_tokens_; }
   int32_t num_pages() const { return static_cast<int32_t>(blocks_.size()); }
+  // The held pages: blocks()[first_live_page() ..].
+  absl::Span<const BlockId> live_blocks() const {
+    return absl::MakeConstSpan(blocks_).subspan(static_cast<size_t>(first_live_page_));
+  }
   // Index of the first page still held; 0 except for sliding-window groups.
   int32_t first_live_page() const { return first_live_page_; }
   int32_t num_live_pages() const { return num_pages() - first_live_page_; }
