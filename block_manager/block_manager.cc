@@ -138,7 +138,10 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
     G.gpu.copy_src.assign(gpu_blocks, kInvalidBlockId);
     G.gpu.swap_in_dst.assign(gpu_blocks, 0);
     if (impl->host_tier) {
-      PAGEDKV_RETURN_IF_ERROR(make_pool(Tier::kHost, host_blocks, 0.0, &G.host));
+      // A simulated (kVirtual) GPU pool gets a simulated host pool: the swap space of a modelled
+      // GPU is not bounded by the memory of the machine running the simulation.
+      const Tier host = config.gpu_tier == Tier::kVirtual ? Tier::kVirtual : Tier::kHost;
+      PAGEDKV_RETURN_IF_ERROR(make_pool(host, host_blocks, 0.0, &G.host));
     }
   }
   if (remote) {

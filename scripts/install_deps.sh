@@ -6,6 +6,7 @@ set -euo pipefail
 
 packages=(
   cmake ninja-build g++ pkg-config
+  libcli11-dev  # the `pagedkv` command line (tools/internal/flags.cc)
   libboost-dev libspdlog-dev libabsl-dev nlohmann-json3-dev libxxhash-dev libhiredis-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
