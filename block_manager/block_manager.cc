@@ -82,6 +82,18 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
       const uint32_t host_blocks,
       blocks_for(config.host_num_blocks, config.host_budget_bytes, "host", false));
   impl->host_tier = host_blocks > 0;
+  const bool remote = config.remote.enabled();
+  if (remote && !impl->prefix_caching) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "remote tier (", config.remote.url,
+        ") needs prefix caching: its pages are prefix-cache "
+        "pages; set enable_prefix_caching on a model whose self-attention layers are all full"));
+  }
+  if (remote && !impl->host_tier) {
+    return absl::InvalidArgumentError(absl::StrCat("remote tier (", config.remote.url,
+                                                   ") stages pages through the host tier: set "
+                                                   "host_num_blocks or host_budget_bytes"));
+  }
 
   impl->groups.resize(kv_groups.size());
   for (size_t g = 0; g < kv_groups.size(); ++g) {
@@ -112,6 +124,11 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
       if (G.hashed) {
         pool->hashes.resize(n);
         pool->tokens.resize(static_cast<size_t>(n) * bs);
+        if (remote) {
+          pool->reuse.assign(n, 0);
+          pool->remote_origin.assign(n, 0);
+          pool->filled_gen.assign(n, 0);
+        }
       }
       pool->pins.assign(n, 0);
       pool->move_index.assign(n, kInvalidBlockId);
@@ -121,15 +138,37 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
     G.gpu.copy_src.assign(gpu_blocks, kInvalidBlockId);
     G.gpu.swap_in_dst.assign(gpu_blocks, 0);
     if (impl->host_tier) {
-      PAGEDKV_RETURN_IF_ERROR(make_pool(Tier::kHost, host_blocks, 0.0, &G.host));
+      // A simulated (kVirtual) GPU pool gets a simulated host pool: the swap space of a modelled
+      // GPU is not bounded by the memory of the machine running the simulation.
+      const Tier host = config.gpu_tier == Tier::kVirtual ? Tier::kVirtual : Tier::kHost;
+      PAGEDKV_RETURN_IF_ERROR(make_pool(host, host_blocks, 0.0, &G.host));
+    }
+  }
+  if (remote) {
+    if (!impl->groups[0].host.alloc->pool().has_memory()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "remote tier (", config.remote.url,
+          ") needs a host tier with memory, but the host pool "
+          "is virtual (metadata only); simulations model the remote tier with --remote-* flags"));
+    }
+    PAGEDKV_ASSIGN_OR_RETURN(impl->remote, RemoteTier::Create(config.remote, spec, bs));
+    for (size_t g = 0; g < impl->groups.size(); ++g) {
+      if (impl->groups[g].hashed) {
+        impl->remote->SetGroup(static_cast<int32_t>(g), impl->groups[g].info.bytes_per_block);
+      }
     }
   }
   // Listeners last: the groups vector no longer moves.
   for (size_t g = 0; g < impl->groups.size(); ++g) {
     Impl::GroupState& G = impl->groups[g];
     if (impl->host_tier && G.hashed) {
-      G.listener = std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g));
+      G.listener = std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g), false);
       G.gpu.alloc->SetEvictionListener(G.listener.get());
+      if (remote) {
+        G.host_listener =
+            std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g), true);
+        G.host.alloc->SetEvictionListener(G.host_listener.get());
+      }
     }
   }
   impl->layer_locations.assign(spec.num_layers(), LayerLocation{});
@@ -259,6 +298,7 @@ BlockManagerStats BlockManager::stats() const {
   st.prefix_query_pages = s.prefix_query_pages;
   st.prefix_hit_pages = s.prefix_hit_pages;
   st.prefix_host_hit_pages = s.prefix_host_hit_pages;
+  st.prefix_remote_hit_pages = s.prefix_remote_hit_pages;
   st.prefix_hit_rate = s.prefix_query_pages == 0
                            ? 0.0
                            : static_cast<double>(s.prefix_hit_pages) / s.prefix_query_pages;

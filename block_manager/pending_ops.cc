@@ -26,6 +26,7 @@ void BlockManager::Impl::ReleaseTable(GroupState& G, BlockTable& t, EvictionPrio
 
 void BlockManager::TakeCacheOps(CacheOps* ops) {
   Impl& s = *impl_;
+  ++s.ops_taken_gen;  // the ops handed out now are this generation
   ops->groups.resize(s.num_groups());
   for (int32_t g = 0; g < s.num_groups(); ++g) {
     Impl::GroupState& G = s.groups[g];

@@ -54,7 +54,10 @@ void BlockManager::Impl::PublishPages(SeqRecord& rec, int32_t full_pages) {
     pool.hashes[b] = h;
     // Already published by a sharer (same block), or another block holds the same content and
     // keeps serving lookups (this one stays computed but private).
-    if (!pool.alloc->is_hashed(b)) TrySetHash(pool, b, h);
+    if (!pool.alloc->is_hashed(b) && pool.alloc->TrySetHash(b, h) && !pool.reuse.empty()) {
+      pool.reuse[b] = 0;
+      pool.remote_origin[b] = 0;
+    }
   }
   rec.num_hashed_pages = full_pages;
 }
@@ -188,6 +191,20 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
           " free + cached available; free or swap out a sequence, or wait"));
     }
   }
+  // The remote tier continues the lookup (after the checks, so a failed call asks nothing). Its
+  // pages need GPU blocks like misses (counted above) and a host block each for staging.
+  std::vector<RemoteTier::Hit> remote_pages;
+  std::vector<BlockHash> remote_hashes;
+  if (s.remote != nullptr && static_cast<int32_t>(hits.size()) < eligible) {
+    const BlockAllocator& host = *s.groups[0].host.alloc;
+    int64_t staging = host.num_available();
+    for (const Impl::PrefixHit& h : hits) staging -= h.on_host && host.ref_count(h.block) == 0;
+    s.LookupRemote(prompt, hash_key, hits.size(), hits.empty() ? kRootHash : hits.back().hash,
+                   static_cast<int32_t>(std::max<int64_t>(staging, 0)), &remote_pages,
+                   &remote_hashes);
+  }
+  const int32_t remote_hits = static_cast<int32_t>(remote_pages.size());
+  const int32_t cached_pages = static_cast<int32_t>(hits.size()) + remote_hits;
 
   // Mutate. The GPU index saw one hit per GPU hit and one miss per page looked up further (host
   // hits, and the page where the walk stopped). Take the GPU hits and pin the host hits before
@@ -197,6 +214,7 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
     s.groups[0].gpu.alloc->CountLookups(static_cast<uint64_t>(gpu_hits),
                                         static_cast<uint64_t>(host_hits + stopped));
   }
+  std::vector<BlockId> staged;  // host blocks of the remote pages
   SeqRecord* rec = s.records.New();
   rec->id = seq;
   rec->extra_key = options.extra_key;
@@ -221,6 +239,16 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
       PAGEDKV_CHECK_MSG(st.ok(), "prefix hit on a free block");
       st = G.host.valid() ? G.host.alloc->AddRef(host_blocks) : absl::OkStatus();
       PAGEDKV_CHECK_MSG(st.ok(), "prefix hit on a free host block");
+      if (!G.gpu.reuse.empty()) {  // remote tier: reuse counts decide what is written there
+        for (BlockId b : gpu_blocks) ++G.gpu.reuse[b];
+        for (BlockId b : host_blocks) ++G.host.reuse[b];
+      }
+      // Remote pages land in host blocks now, before the GPU allocation's evictions can take the
+      // host blocks counted for them; they are then swapped in like host hits.
+      staged.clear();
+      for (int32_t i = 0; i < remote_hits; ++i) {
+        staged.push_back(s.StageRemotePage(g, remote_pages[i], remote_hashes[i]));
+      }
       first_new = gpu_hits;
     }
     // Hits come first in page order; GPU hits may be followed by host hits (never the reverse,
@@ -236,37 +264,42 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
       }
       const BlockId b = fresh[next++];
       t.blocks_[k] = b;
-      if (G.hashed && k < static_cast<int32_t>(hits.size())) {
-        // Host hit: copy the page back; the GPU copy is registered under the same hash.
-        const BlockId hb = hits[k].block;
+      if (G.hashed && k < cached_pages) {
+        // Host hit or staged remote page: copy the page back; the GPU copy is registered under the
+        // same hash.
+        const bool local = k < static_cast<int32_t>(hits.size());
+        const BlockId hb = local ? hits[k].block : staged[k - hits.size()];
         s.RecordSwapIn(g, hb, b);
         s.CopyMeta(G, G.host, hb, G.gpu, b);
-        Impl::TrySetHash(G.gpu, b, hits[k].hash);
+        Impl::TrySetHash(G.gpu, b, local ? hits[k].hash : remote_hashes[k - hits.size()]);
         s.Release(G.host, hb, EvictionPriority::kNormal);
       }
     }
     t.num_tokens_ = static_cast<int32_t>(prompt.size());
     if (G.hashed) {
-      const int32_t start = static_cast<int32_t>(hits.size()) * s.bs;
+      const int32_t start = cached_pages * s.bs;
       s.WriteTokens(G, t, start, prompt.subspan(start));
     }
   }
   rec->num_tokens = static_cast<int32_t>(prompt.size());
-  // Hit pages hold computed K/V and their hashes are known (GPU hits keep theirs; host hits carry
-  // theirs over with CopyMeta).
-  rec->num_computed = static_cast<int32_t>(hits.size()) * s.bs;
-  rec->num_hashed_pages = static_cast<int32_t>(hits.size());
+  // Hit pages hold computed K/V and their hashes are known (GPU hits keep theirs; host hits and
+  // remote pages carry theirs over with CopyMeta).
+  rec->num_computed = cached_pages * s.bs;
+  rec->num_hashed_pages = cached_pages;
   s.seqs.emplace(seq, rec);
   s.prefix_query_pages += eligible;
-  s.prefix_hit_pages += hits.size();
+  s.prefix_hit_pages += cached_pages;
   s.prefix_host_hit_pages += host_hits;
-  PAGEDKV_LOG_TRACE("add seq={} tokens={} pages={} gpu_hits={} host_hits={} new_blocks={}", seq,
-                    prompt.size(), pages, gpu_hits, host_hits, total_new);
+  s.prefix_remote_hit_pages += remote_hits;
+  PAGEDKV_LOG_TRACE(
+      "add seq={} tokens={} pages={} gpu_hits={} host_hits={} remote_hits={} new_blocks={}", seq,
+      prompt.size(), pages, gpu_hits, host_hits, remote_hits, total_new);
   AdmitInfo info;
   info.can_admit = true;
-  info.num_cached_tokens = static_cast<int32_t>(hits.size()) * s.bs;
+  info.num_cached_tokens = cached_pages * s.bs;
   info.num_new_blocks = total_new;
   info.num_host_hit_pages = host_hits;
+  info.num_remote_hit_pages = remote_hits;
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return info;
 }
@@ -296,6 +329,7 @@ absl::Status BlockManager::MarkComputed(SeqId seq, int64_t num_computed_tokens) 
   }
   rec->num_computed = static_cast<int32_t>(num_computed_tokens);
   s.PublishComputed(*rec);
+  s.ops_done_gen = s.ops_taken_gen;
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return absl::OkStatus();
 }
@@ -324,6 +358,7 @@ absl::Status BlockManager::MarkComputedBatch(absl::Span<const SeqId> seqs,
         rec->num_computed = static_cast<int32_t>(num_computed_tokens[i]);
         s.PublishComputed(*rec);
       }
+      s.ops_done_gen = s.ops_taken_gen;
       PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
       return absl::OkStatus();
     }
@@ -349,6 +384,7 @@ absl::Status BlockManager::MarkComputedBatch(absl::Span<const SeqId> seqs,
     rec->num_computed = static_cast<int32_t>(num_computed_tokens[i]);
     s.PublishComputed(*rec);
   }
+  s.ops_done_gen = s.ops_taken_gen;
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return absl::OkStatus();
 }

@@ -38,7 +38,7 @@ absl::Status CacheConfig::Validate() const {
   if (!(watermark >= 0.0 && watermark < 1.0)) {
     return invalid("watermark must be in [0, 1), got ", watermark);
   }
-  return absl::OkStatus();
+  return remote.Validate();
 }
 
 }  // namespace pagedkv

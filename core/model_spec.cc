@@ -64,16 +64,43 @@ ModelSpec WhisperLargeV3() {
   return spec;
 }
 
+// Gemma-2-9B: 42 layers alternating sliding-window (4096, even layers) and full attention (odd
+// layers), 16 query heads, 8 KV heads, head dim 256 (Hugging Face google/gemma-2-9b config.json).
+ModelSpec Gemma2_9B() {
+  ModelSpec spec = Uniform("gemma-2-9b", 42, 16, 8, 256, LayerSpec::Full());
+  for (size_t i = 0; i < spec.layers.size(); i += 2) spec.layers[i] = LayerSpec::Sliding(4096);
+  return spec;
+}
+
+ModelSpec WithContext(ModelSpec spec, int32_t max_context_tokens) {
+  spec.max_context_tokens = max_context_tokens;
+  return spec;
+}
+
+// Shapes and context lengths (max_position_embeddings) from each model's Hugging Face
+// config.json; docs/simulator.md lists them with their sources.
 std::vector<ModelSpec> AllPresets() {
   std::vector<ModelSpec> presets;
-  presets.push_back(Uniform("llama-2-7b", 32, 32, 32, 128, LayerSpec::Full()));
-  presets.push_back(Uniform("llama-3-8b", 32, 32, 8, 128, LayerSpec::Full()));
-  presets.push_back(Uniform("llama-3-70b", 80, 64, 8, 128, LayerSpec::Full()));
-  presets.push_back(Uniform("mistral-7b", 32, 32, 8, 128, LayerSpec::Sliding(4096)));
-  presets.push_back(Uniform("qwen2.5-1.5b", 28, 12, 2, 128, LayerSpec::Full()));
-  presets.push_back(Uniform("phi-4-mini", 32, 24, 8, 128, LayerSpec::Full()));
-  presets.push_back(GemmaHybrid());
-  presets.push_back(WhisperLargeV3());
+  presets.push_back(WithContext(Uniform("llama-2-7b", 32, 32, 32, 128, LayerSpec::Full()), 4096));
+  presets.push_back(WithContext(Uniform("llama-3-8b", 32, 32, 8, 128, LayerSpec::Full()), 8192));
+  presets.push_back(WithContext(Uniform("llama-3-70b", 80, 64, 8, 128, LayerSpec::Full()), 8192));
+  // Mistral-7B-v0.1: sliding window 4096 on every layer.
+  presets.push_back(
+      WithContext(Uniform("mistral-7b", 32, 32, 8, 128, LayerSpec::Sliding(4096)), 32768));
+  presets.push_back(WithContext(Uniform("qwen2.5-1.5b", 28, 12, 2, 128, LayerSpec::Full()), 32768));
+  presets.push_back(WithContext(Uniform("phi-4-mini", 32, 24, 8, 128, LayerSpec::Full()), 131072));
+  // The hybrid borrows Gemma-2-2B's shape and context.
+  presets.push_back(WithContext(GemmaHybrid(), 8192));
+  // Whisper's decoder: max_target_positions.
+  presets.push_back(WithContext(WhisperLargeV3(), 448));
+  presets.push_back(WithContext(Uniform("opt-13b", 40, 40, 40, 128, LayerSpec::Full()), 2048));
+  presets.push_back(WithContext(Uniform("opt-66b", 64, 72, 72, 128, LayerSpec::Full()), 2048));
+  presets.push_back(
+      WithContext(Uniform("llama-3.1-8b", 32, 32, 8, 128, LayerSpec::Full()), 131072));
+  presets.push_back(
+      WithContext(Uniform("llama-3.1-70b", 80, 64, 8, 128, LayerSpec::Full()), 131072));
+  presets.push_back(WithContext(Uniform("qwen2.5-7b", 28, 28, 4, 128, LayerSpec::Full()), 32768));
+  presets.push_back(WithContext(Gemma2_9B(), 8192));
   return presets;
 }
 
@@ -99,8 +126,9 @@ absl::StatusOr<std::string> GetString(const Json& object, std::string_view field
 
 absl::StatusOr<ModelSpec> SpecFromJsonValue(const Json& root) {
   if (!root.is_object()) return FieldTypeError("<root>", "an object", root);
-  static constexpr std::string_view kFields[] = {
-      "name", "num_q_heads", "num_kv_heads", "head_dim", "kv_dtype", "num_layers", "layers"};
+  static constexpr std::string_view kFields[] = {"name",     "num_q_heads",       "num_kv_heads",
+                                                 "head_dim", "kv_dtype",          "num_layers",
+                                                 "layers",   "max_context_tokens"};
   for (const auto& [key, unused] : root.items()) {
     if (std::find(std::begin(kFields), std::end(kFields), key) == std::end(kFields)) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -170,6 +198,9 @@ absl::StatusOr<ModelSpec> SpecFromJsonValue(const Json& root) {
   } else {
     return absl::InvalidArgumentError(
         "model JSON: give 'num_layers' (all layers full attention) or 'layers' (one per layer)");
+  }
+  if (root.contains("max_context_tokens")) {
+    PAGEDKV_ASSIGN_OR_RETURN(spec.max_context_tokens, GetInt32(root, "max_context_tokens"));
   }
   PAGEDKV_RETURN_IF_ERROR(spec.Validate());
   return spec;
@@ -297,6 +328,7 @@ std::string ModelSpec::ToJson() const {
   nlohmann::ordered_json layer_names = nlohmann::ordered_json::array();
   for (const LayerSpec& layer : layers) layer_names.push_back(LayerSpecName(layer));
   root["layers"] = std::move(layer_names);
+  if (max_context_tokens > 0) root["max_context_tokens"] = max_context_tokens;
   return root.dump();
 }
 
@@ -315,6 +347,9 @@ absl::Status ModelSpec::Validate() const {
     return invalid("kv_dtype has unknown value ", static_cast<int>(kv_dtype));
   }
   if (layers.empty()) return invalid("needs at least one layer, got 0");
+  if (max_context_tokens < 0) {
+    return invalid("max_context_tokens must be >= 0 (0 = unknown), got ", max_context_tokens);
+  }
   int32_t num_storage_layers = 0;
   for (int32_t i = 0; i < num_layers(); ++i) {
     const LayerSpec& layer = layers[i];

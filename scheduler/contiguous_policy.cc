@@ -1,6 +1,7 @@
-// The contiguous KV policies: every sequence owns one extent of consecutive token slots, chosen
-// first-fit. They differ only in how large the extent is at admission (see Reservation) and all
-// grow by reallocate-and-copy when a sequence outgrows its extent.
+// The contiguous KV policies: every sequence owns one extent of consecutive token slots, placed
+// first-fit or by a buddy allocator (internal/extent_allocator.h). They differ only in how large
+// the extent is at admission (see Reservation) and all grow by reallocate-and-copy when a
+// sequence outgrows its extent.
 #include <algorithm>
 #include <memory>
 #include <utility>
@@ -23,7 +24,8 @@ int64_t NextPowerOfTwo(int64_t n) {
 }
 
 // Sequence states: reserved (admitted for a fork child that does not exist yet: stored == 0)
-// -> live (stored >= 1) -> freed (erased). Invariant: stored_tokens <= extent_tokens.
+// -> live (stored >= 1) -> freed (erased). Invariant: stored_tokens <= extent_tokens <= the
+// allocator's footprint of extent_tokens (the block it occupies).
 struct Extent {
   int64_t offset = 0;
   int64_t extent_tokens = 0;
@@ -37,7 +39,8 @@ class ContiguousPolicy final : public KvCachePolicy {
       : config_(config),
         bytes_per_token_(config.model.BytesPerTokenPerLayer() *
                          static_cast<uint64_t>(config.model.NumStorageLayers())),
-        extents_(config.capacity_tokens) {}
+        extents_(MakeExtentAllocator(ResolveExtentAllocator(config.kind, config.extent_allocator),
+                                     config.capacity_tokens)) {}
 
   PolicyKind kind() const override { return config_.kind; }
 
@@ -55,7 +58,11 @@ class ContiguousPolicy final : public KvCachePolicy {
                               config_.max_model_len);
         break;
       case PolicyKind::kOrcaPow2:
-        tokens = std::min<int64_t>(NextPowerOfTwo(final_tokens), config_.max_model_len);
+        // The paper's Orca (Pow2): the output length rounded up to a power of two (an output of
+        // 25 reserves 32), after the prompt.
+        tokens = std::min<int64_t>(static_cast<int64_t>(r.prompt_tokens) +
+                                       NextPowerOfTwo(std::max<int64_t>(r.output_tokens, 1)),
+                                   config_.max_model_len);
         break;
       case PolicyKind::kOrcaOracle:
         tokens = final_tokens;
@@ -77,18 +84,19 @@ class ContiguousPolicy final : public KvCachePolicy {
     const int64_t final_tokens = std::max<int64_t>(
         static_cast<int64_t>(request.prompt_tokens) + std::max(request.output_tokens, 1) - 1,
         request.stored_tokens);
-    // A server rejects sequences longer than max_model_len.
-    check.ever_fits = final_tokens <= config_.max_model_len &&
-                      std::max(each, final_tokens) * n <= extents_.capacity();
+    // A server rejects requests whose prompt + output exceeds max_model_len.
+    check.too_long =
+        static_cast<int64_t>(request.prompt_tokens) + request.output_tokens > config_.max_model_len;
+    check.ever_fits = !check.too_long && FitsEmpty(std::max(each, final_tokens), n);
     if (!check.ever_fits) return check;
     if (n == 1) {
-      check.fits = extents_.CanAllocate(each);
+      check.fits = extents_->CanAllocate(each);
       return check;
     }
     // Several extents: try on a copy (rare: n > 1 or beams).
-    ExtentAllocator trial = extents_;
+    std::unique_ptr<ExtentAllocator> trial = extents_->Clone();
     check.fits = true;
-    for (int64_t i = 0; i < n && check.fits; ++i) check.fits = trial.Allocate(each).has_value();
+    for (int64_t i = 0; i < n && check.fits; ++i) check.fits = trial->Allocate(each).has_value();
     return check;
   }
 
@@ -103,12 +111,12 @@ class ContiguousPolicy final : public KvCachePolicy {
     const int64_t each = Reservation(request);
     std::vector<int64_t> offsets;
     for (size_t i = 0; i < seqs.size(); ++i) {
-      std::optional<int64_t> off = extents_.Allocate(each);
+      std::optional<int64_t> off = extents_->Allocate(each);
       if (!off.has_value()) {
-        for (size_t j = 0; j < offsets.size(); ++j) extents_.Free(offsets[j], each);
+        for (size_t j = 0; j < offsets.size(); ++j) extents_->Free(offsets[j], each);
         return absl::ResourceExhaustedError(absl::StrCat(
             "cannot reserve ", seqs.size(), " extents of ", each, " tokens: largest free hole is ",
-            extents_.largest_free(), " of ", extents_.free_tokens(), " free tokens"));
+            extents_->largest_free(), " of ", extents_->free_tokens(), " free tokens"));
       }
       offsets.push_back(*off);
     }
@@ -127,7 +135,7 @@ class ContiguousPolicy final : public KvCachePolicy {
     const Extent& e = it->second;
     const int64_t need = e.stored_tokens + num_tokens;
     if (need <= e.extent_tokens) return true;
-    return extents_.CanExtend(e.offset, e.extent_tokens, need) || extents_.CanAllocate(need);
+    return extents_->CanExtend(e.offset, e.extent_tokens, need) || extents_->CanAllocate(need);
   }
 
   absl::Status Append(SeqId seq, absl::Span<const TokenId> tokens) override {
@@ -149,7 +157,7 @@ class ContiguousPolicy final : public KvCachePolicy {
     const int64_t len = p->second.stored_tokens;
     auto c = map_.find(child);
     if (c == map_.end()) {
-      std::optional<int64_t> off = extents_.Allocate(p->second.extent_tokens);
+      std::optional<int64_t> off = extents_->Allocate(p->second.extent_tokens);
       if (!off.has_value()) {
         return absl::ResourceExhaustedError(absl::StrCat(
             "fork ", parent, " -> ", child, ": no hole of ", p->second.extent_tokens, " tokens"));
@@ -192,20 +200,21 @@ class ContiguousPolicy final : public KvCachePolicy {
     if (it == map_.end()) {
       return absl::NotFoundError(absl::StrCat("free: unknown sequence ", seq));
     }
-    extents_.Free(it->second.offset, it->second.extent_tokens);
+    extents_->Free(it->second.offset, it->second.extent_tokens);
     map_.erase(it);
     return absl::OkStatus();
   }
 
   KvMemoryStats MemoryStats(const AdmitRequest* next_admission) const override {
     KvMemoryStats s;
-    s.capacity_tokens = extents_.capacity();
+    s.capacity_tokens = extents_->capacity();
     for (const auto& [seq, e] : map_) {
       s.used_tokens += e.stored_tokens;
       s.reserved_unused_tokens += e.extent_tokens - e.stored_tokens;
+      s.rounding_tokens += extents_->FootprintTokens(e.extent_tokens) - e.extent_tokens;
     }
     if (next_admission != nullptr) {
-      s.external_frag_tokens = extents_.FreeTokensInHolesSmallerThan(Reservation(*next_admission));
+      s.external_frag_tokens = extents_->FreeTokensInHolesSmallerThan(Reservation(*next_admission));
     }
     return s;
   }
@@ -213,18 +222,18 @@ class ContiguousPolicy final : public KvCachePolicy {
   KvPolicyCounters counters() const override { return counters_; }
 
   absl::Status CheckInvariants() const override {
-    PAGEDKV_RETURN_IF_ERROR(extents_.CheckInvariants());
+    PAGEDKV_RETURN_IF_ERROR(extents_->CheckInvariants());
     int64_t held = 0;
     for (const auto& [seq, e] : map_) {
       if (e.stored_tokens > e.extent_tokens) {
         return absl::InternalError(absl::StrCat("sequence ", seq, " stores ", e.stored_tokens,
                                                 " tokens in an extent of ", e.extent_tokens));
       }
-      held += e.extent_tokens;
+      held += extents_->FootprintTokens(e.extent_tokens);
     }
-    if (held + extents_.free_tokens() != extents_.capacity()) {
-      return absl::InternalError(absl::StrCat("held ", held, " + free ", extents_.free_tokens(),
-                                              " != capacity ", extents_.capacity()));
+    if (held + extents_->free_tokens() != extents_->capacity()) {
+      return absl::InternalError(absl::StrCat("held ", held, " + free ", extents_->free_tokens(),
+                                              " != capacity ", extents_->capacity()));
     }
     return absl::OkStatus();
   }
@@ -234,26 +243,47 @@ class ContiguousPolicy final : public KvCachePolicy {
   // the copy of the stored tokens). Exact growth, as a reallocating past/present buffer does.
   absl::Status Grow(SeqId seq, Extent& e, int64_t need) {
     if (need <= e.extent_tokens) return absl::OkStatus();
-    if (extents_.TryExtend(e.offset, e.extent_tokens, need)) {
+    if (extents_->TryExtend(e.offset, e.extent_tokens, need)) {
       e.extent_tokens = need;
       return absl::OkStatus();
     }
-    std::optional<int64_t> off = extents_.Allocate(need);
+    std::optional<int64_t> off = extents_->Allocate(need);
     if (!off.has_value()) {
       return absl::ResourceExhaustedError(
           absl::StrCat("sequence ", seq, ": cannot grow to ", need, " tokens, largest hole ",
-                       extents_.largest_free(), "; preempt a sequence first"));
+                       extents_->largest_free(), "; preempt a sequence first"));
     }
-    extents_.Free(e.offset, e.extent_tokens);
+    extents_->Free(e.offset, e.extent_tokens);
     counters_.copy_bytes += static_cast<uint64_t>(e.stored_tokens) * bytes_per_token_;
     e.offset = *off;
     e.extent_tokens = need;
     return absl::OkStatus();
   }
 
+  // Whether `n` extents of `each` tokens fit in the empty memory (else the request can never run).
+  bool FitsEmpty(int64_t each, int64_t n) const {
+    if (n == 1) {
+      return extents_->FootprintTokens(each) <= LargestEver();
+    }
+    std::unique_ptr<ExtentAllocator> empty =
+        MakeExtentAllocator(extents_->kind(), extents_->capacity());
+    for (int64_t i = 0; i < n; ++i) {
+      if (!empty->Allocate(each).has_value()) return false;
+    }
+    return true;
+  }
+  // The longest extent the empty memory holds: the capacity, or for buddy its largest region.
+  int64_t LargestEver() const {
+    const int64_t cap = extents_->capacity();
+    if (extents_->kind() != ExtentAllocatorKind::kBuddy || cap <= 0) return cap;
+    int64_t p = 1;
+    while (p <= cap / 2) p <<= 1;
+    return p;
+  }
+
   PolicyConfig config_;
   uint64_t bytes_per_token_;
-  ExtentAllocator extents_;
+  std::unique_ptr<ExtentAllocator> extents_;
   absl::flat_hash_map<SeqId, Extent> map_;
   KvPolicyCounters counters_;
 };

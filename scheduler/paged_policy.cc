@@ -1,5 +1,6 @@
-// The paged policy: a BlockManager whose GPU pool lives on the kVirtual tier (metadata only), so
-// the simulator can model an 80 GB GPU anywhere. Pages are shared by forks, beams and prefix-cache
+// The paged policy: a BlockManager whose GPU pool lives on PolicyConfig::gpu_tier: kVirtual
+// (metadata only, the default) so the simulator can model an 80 GB GPU anywhere, or real memory
+// for an engine that computes K/V in the pool (python/pagedkv/engine). Pages are shared by forks, beams and prefix-cache
 // hits; swap uses a host tier when the config gives it swap space.
 #include <algorithm>
 #include <memory>
@@ -23,7 +24,11 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 class PagedPolicy final : public KvCachePolicy {
  public:
   PagedPolicy(const PolicyConfig& config, std::unique_ptr<BlockManager> bm)
-      : config_(config), bm_(std::move(bm)), block_size_(config.block_size_tokens) {
+      : config_(config),
+        bm_(std::move(bm)),
+        block_size_(config.block_size_tokens),
+        bytes_per_token_(config.model.BytesPerTokenPerLayer() *
+                         static_cast<uint64_t>(config.model.NumStorageLayers())) {
     num_blocks_ = 0;
     for (int32_t g = 0; g < bm_->num_groups(); ++g) {
       num_blocks_ = std::max<int64_t>(num_blocks_, bm_->group_info(g).gpu_num_blocks);
@@ -62,10 +67,10 @@ class PagedPolicy final : public KvCachePolicy {
 
   AdmitCheck CanAdmit(const AdmitRequest& request, absl::Span<const TokenId> tokens) override {
     AdmitCheck check;
-    // A server rejects sequences longer than max_model_len.
-    const int64_t final_tokens =
-        static_cast<int64_t>(request.prompt_tokens) + std::max(request.output_tokens, 1) - 1;
-    check.ever_fits = final_tokens <= config_.max_model_len && PeakBlocks(request) <= num_blocks_;
+    // A server rejects requests whose prompt + output exceeds max_model_len.
+    check.too_long =
+        static_cast<int64_t>(request.prompt_tokens) + request.output_tokens > config_.max_model_len;
+    check.ever_fits = !check.too_long && PeakBlocks(request) <= num_blocks_;
     if (!check.ever_fits) return check;
     const AdmitInfo info = bm_->CanAdmit(tokens);
     check.fits = info.can_admit;
@@ -78,11 +83,17 @@ class PagedPolicy final : public KvCachePolicy {
     if (seqs.empty()) return absl::InvalidArgumentError("admit: no sequence ids given");
     PAGEDKV_ASSIGN_OR_RETURN(AdmitInfo info, bm_->AddSequence(seqs[0], tokens));
     resident_.insert(seqs[0]);
+    int32_t cached = info.num_cached_tokens;
     if (bm_->prefix_caching_enabled()) {
+      cached += RemoteHitTokens(tokens, cached);
       counters_.prefix_query_tokens += static_cast<int64_t>(tokens.size());
-      counters_.prefix_hit_tokens += info.num_cached_tokens;
+      counters_.prefix_hit_tokens += cached;
     }
-    return info.num_cached_tokens;
+    return cached;
+  }
+
+  int32_t CachedPrefixTokens(absl::Span<const TokenId> tokens) const override {
+    return bm_->prefix_caching_enabled() ? bm_->CanAdmit(tokens).num_cached_tokens : 0;
   }
 
   bool CanAppend(SeqId seq, int32_t num_tokens) const override {
@@ -168,6 +179,23 @@ class PagedPolicy final : public KvCachePolicy {
 
   KvPolicyCounters counters() const override { return counters_; }
 
+  // Tokens after the first `local` cached ones found in the remote store: whole pages, and never
+  // the prompt's last token (its logits must be computed). Counted as loads.
+  int32_t RemoteHitTokens(absl::Span<const TokenId> tokens, int32_t local) {
+    if (config_.remote_store == nullptr || local % block_size_ != 0) return 0;
+    const int64_t usable_pages = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
+    if (local / block_size_ >= usable_pages) return 0;
+    const int32_t pages = config_.remote_store->MatchPages(
+        tokens.first(static_cast<size_t>(usable_pages * block_size_)),
+        static_cast<int32_t>(local / block_size_));
+    if (pages <= 0) return 0;
+    const int32_t hit = static_cast<int32_t>(pages * block_size_);
+    counters_.remote_hit_tokens += hit;
+    counters_.remote_load_bytes += static_cast<uint64_t>(hit) * bytes_per_token_;
+    ++counters_.remote_loads;
+    return hit;
+  }
+
   void TakeCacheOps(CacheOps* out) override {
     bm_->TakeCacheOps(out);
     counters_.copy_bytes += out->copy_bytes();
@@ -203,6 +231,7 @@ class PagedPolicy final : public KvCachePolicy {
   PolicyConfig config_;
   std::unique_ptr<BlockManager> bm_;
   int64_t block_size_;
+  uint64_t bytes_per_token_;
   int64_t num_blocks_;
   bool has_full_group_ = false;
   std::vector<int32_t> sliding_windows_;  // window (tokens) of each sliding group
@@ -221,7 +250,7 @@ absl::StatusOr<std::unique_ptr<KvCachePolicy>> MakePagedPolicy(const PolicyConfi
   }
   CacheConfig cc;
   cc.block_size_tokens = config.block_size_tokens;
-  cc.gpu_tier = Tier::kVirtual;
+  cc.gpu_tier = config.gpu_tier;
   cc.gpu_num_blocks = config.capacity_tokens / config.block_size_tokens;
   if (cc.gpu_num_blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -21,7 +21,44 @@ constexpr std::pair<PolicyKind, std::string_view> kNames[] = {
     {PolicyKind::kOrcaOracle, "orca-oracle"},
 };
 
+constexpr std::pair<ExtentAllocatorKind, std::string_view> kAllocatorNames[] = {
+    {ExtentAllocatorKind::kAuto, "auto"},
+    {ExtentAllocatorKind::kFirstFit, "first-fit"},
+    {ExtentAllocatorKind::kBuddy, "buddy"},
+};
+
 }  // namespace
+
+std::string_view ExtentAllocatorKindName(ExtentAllocatorKind kind) {
+  for (const auto& [k, name] : kAllocatorNames) {
+    if (k == kind) return name;
+  }
+  return "unknown";
+}
+
+absl::StatusOr<ExtentAllocatorKind> ParseExtentAllocatorKind(std::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(AbslView(name));
+  for (const auto& [k, n] : kAllocatorNames) {
+    if (n == lower) return k;
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown extent allocator '", AbslView(name),
+                                                 "'; use auto, first-fit or buddy"));
+}
+
+ExtentAllocatorKind ResolveExtentAllocator(PolicyKind policy, ExtentAllocatorKind kind) {
+  if (kind != ExtentAllocatorKind::kAuto) return kind;
+  switch (policy) {
+    case PolicyKind::kOrcaMax:
+    case PolicyKind::kOrcaPow2:
+    case PolicyKind::kOrcaOracle:
+      return ExtentAllocatorKind::kBuddy;
+    case PolicyKind::kPaged:
+    case PolicyKind::kContiguousMax:
+    case PolicyKind::kContiguousRealloc:
+      break;
+  }
+  return ExtentAllocatorKind::kFirstFit;
+}
 
 std::string_view PolicyKindName(PolicyKind kind) {
   for (const auto& [k, name] : kNames) {

@@ -12,7 +12,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "internal/report_cluster.h"
 #include "internal/report_data.h"
+#include "internal/report_format.h"
 #include "internal/report_svg.h"
 #include "internal/w_text_file.h"
 #include "pagedkv/core/absl_compat.h"
@@ -21,10 +23,15 @@
 namespace pagedkv {
 namespace {
 
+using internal::Bytes;
+using internal::Fixed;
+using internal::Grouped;
 using internal::HtmlEscape;
 using internal::LatencySeries;
+using internal::Percent;
 using internal::ReportPolicy;
 using internal::ReportSummary;
+using internal::Seconds;
 using internal::TimelineSeries;
 
 // CDFs keep at most this many points per policy (quantiles), enough for a 700-pixel-wide plot.
@@ -34,6 +41,7 @@ constexpr size_t kMaxCdfPoints = 400;
 constexpr const char* kUsedColor = "#0072B2";
 constexpr const char* kInternalColor = "#E69F00";
 constexpr const char* kReservedColor = "#CC79A7";
+constexpr const char* kRoundingColor = "#F0E442";
 constexpr const char* kExternalColor = "#D55E00";
 constexpr const char* kFreeColor = "#DDDDDD";
 
@@ -69,39 +77,6 @@ footer { margin-top: 40px; color: #666; font-size: 12px; }
 
 std::string JoinPath(const std::string& dir, std::string_view name) {
   return (std::filesystem::path(dir.empty() ? "." : dir) / std::string(name)).string();
-}
-
-// --- number formatting for the table (NaN = the field was absent) ---
-
-constexpr const char* kMissing = "&ndash;";
-
-std::string Grouped(double v) {
-  if (!std::isfinite(v)) return kMissing;
-  std::string digits = absl::StrFormat("%.0f", std::abs(v));
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return (v < 0 ? "-" : "") + out;
-}
-std::string Fixed(double v, int decimals) {
-  return std::isfinite(v) ? absl::StrFormat("%.*f", decimals, v) : kMissing;
-}
-std::string Percent(double fraction) {
-  return std::isfinite(fraction) ? absl::StrFormat("%.1f%%", fraction * 100) : kMissing;
-}
-std::string Seconds(double s) {
-  if (!std::isfinite(s)) return kMissing;
-  if (std::abs(s) < 1) return absl::StrFormat("%.1f ms", s * 1e3);
-  return absl::StrFormat("%.2f s", s);
-}
-std::string Bytes(double b) {
-  if (!std::isfinite(b)) return kMissing;
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (std::abs(b) >= 1024 && u < 4) b /= 1024, ++u;
-  return u == 0 ? absl::StrFormat("%.0f B", b) : absl::StrFormat("%.1f %s", b, units[u]);
 }
 
 // --- the policies, in a fixed order with fixed colors across all plots ---
@@ -159,12 +134,18 @@ std::string SummaryTable(const ReportSummary& summary, PolicyOrder& order) {
        [](const ReportPolicy& p) { return Percent(p.Get("internal_fragmentation_mean")); }},
       {"reserved unused", "slots reserved ahead for tokens not generated yet",
        [](const ReportPolicy& p) { return Percent(p.Get("reserved_unused_mean")); }},
+      {"buddy rounding", "slots of buddy blocks past their reservation (orca-* policies)",
+       [](const ReportPolicy& p) { return Percent(p.Get("rounding_mean")); }},
       {"external frag", "free slots in holes too small to use (contiguous policies)",
        [](const ReportPolicy& p) { return Percent(p.Get("external_fragmentation_mean")); }},
       {"shared saved", "capacity saved by sharing pages (prefix cache, n > 1, beams)",
        [](const ReportPolicy& p) { return Percent(p.Get("pages_saved_by_sharing_mean")); }},
-      {"prefix hit", "prompt tokens served from the prefix cache",
+      {"prefix hit", "prompt tokens served from the prefix cache, at every admission",
        [](const ReportPolicy& p) { return Percent(p.Get("prefix_hit_rate")); }},
+      {"prefix reuse", "the same at first admissions only (no re-counting after preemptions)",
+       [](const ReportPolicy& p) { return Percent(p.Get("prefix_reuse_ratio")); }},
+      {"rejected", "requests that can never run: longer than max_model_len, or than the memory",
+       [](const ReportPolicy& p) { return Grouped(p.Get("requests_rejected")); }},
       {"preemptions", "sequences preempted (recompute or swap)",
        [](const ReportPolicy& p) { return Grouped(p.Get("preemptions")); }},
       {"swap", "bytes swapped between GPU and host",
@@ -282,6 +263,7 @@ std::string WasteChart(const ReportSummary& summary) {
       .segments = {{"used by tokens", kUsedColor},
                    {"internal fragmentation", kInternalColor},
                    {"reserved but unused", kReservedColor},
+                   {"buddy rounding", kRoundingColor},
                    {"external fragmentation", kExternalColor},
                    {"free", kFreeColor}},
       .x_max = 1,
@@ -294,7 +276,8 @@ std::string WasteChart(const ReportSummary& summary) {
       return std::isfinite(v) && v > 0 ? v : 0.0;
     };
     std::vector<double> v = {get("kv_utilization_mean"), get("internal_fragmentation_mean"),
-                             get("reserved_unused_mean"), get("external_fragmentation_mean")};
+                             get("reserved_unused_mean"), get("rounding_mean"),
+                             get("external_fragmentation_mean")};
     double sum = 0;
     for (double x : v) sum += x;
     v.push_back(std::max(0.0, 1.0 - sum));
@@ -407,9 +390,10 @@ absl::StatusOr<std::string> RenderReport(const std::string& dir, const ReportOpt
       "<h2 id=\"section-waste\">Waste breakdown</h2>\n<p class=\"explain\">The KV capacity split "
       "into "
       "slots holding tokens, internal fragmentation (allocated slots not holding a token, such as "
-      "the unfilled tail of a page), memory reserved for tokens not generated yet, external "
-      "fragmentation (free memory in holes too small for a contiguous allocation), and what "
-      "remains free. Time-weighted means over the run, from summary.json.</p>\n";
+      "the unfilled tail of a page), memory reserved for tokens not generated yet, the rounding "
+      "of a buddy allocator's power-of-two blocks, external fragmentation (free memory in holes "
+      "too small for a contiguous allocation), and what remains free. Time-weighted means over "
+      "the run, from summary.json.</p>\n";
   html += WasteChart(summary);
 
   html +=
@@ -452,6 +436,9 @@ absl::StatusOr<std::string> RenderReport(const std::string& dir, const ReportOpt
     absl::StrAppend(&html, "<p class=\"note\">Requests without a first token (not in the CDFs): ",
                     incomplete, ".</p>\n");
   }
+
+  html += internal::ClusterSection(summary,
+                                   [&order](const std::string& run) { return order.IndexOf(run); });
 
   absl::StrAppend(&html,
                   "<footer>Written by <code>pagedkv report</code> from summary.json, timeline.csv "

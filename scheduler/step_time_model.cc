@@ -11,13 +11,60 @@
 namespace pagedkv {
 namespace {
 
-// Datasheet numbers (docs/simulator.md lists the sources). FLOP/s are dense FP16/BF16 tensor-core
-// rates; memory sizes are the marketed decimal gigabytes.
+constexpr uint64_t kGiB = uint64_t{1} << 30;
+
+// Datasheet numbers; docs/simulator.md lists them with their sources. FLOP/s are dense FP16/BF16
+// tensor-core rates (datasheets also print twice these "with sparsity"). Memory: the capacity as
+// the vendor states it ("80GB"), read in JEDEC gigabytes of 2^30 bytes, the unit DRAM capacities
+// are stated in and the one the device reports (an "80GB" part exposes 80 GiB less what the
+// driver reserves). Bandwidths are decimal (1 TB/s = 1e12 bytes/s). The host link is the PCIe
+// generation's x16 rate per direction.
 std::vector<GpuSpec> AllGpus() {
+  constexpr double kPcie4 = 32e9;  // PCIe 4.0 x16: 64 GB/s both ways
+  constexpr double kPcie5 = 64e9;  // PCIe 5.0 x16: 128 GB/s both ways
   std::vector<GpuSpec> gpus;
-  gpus.push_back({"h100", "NVIDIA H100 SXM5 80GB", 989.4e12, 3.35e12, 64e9, 80'000'000'000ull});
-  gpus.push_back({"a100-80gb", "NVIDIA A100 SXM4 80GB", 312e12, 2.039e12, 32e9, 80'000'000'000ull});
-  gpus.push_back({"l4", "NVIDIA L4 24GB", 121e12, 300e9, 32e9, 24'000'000'000ull});
+  const auto add = [&](const char* name, const char* description, double flops, double hbm,
+                       double link, uint64_t memory_gb, const char* stated, const char* source) {
+    GpuSpec g;
+    g.name = name;
+    g.description = description;
+    g.peak_flops_per_s = flops;
+    g.hbm_bytes_per_s = hbm;
+    g.host_link_bytes_per_s = link;
+    g.memory_bytes = memory_gb * kGiB;
+    g.memory_stated = stated;
+    g.source = source;
+    gpus.push_back(std::move(g));
+  };
+  // A100 datasheet: FP16 tensor 312 TFLOPS (624 with sparsity); SXM4 40GB HBM2 at 1,555 GB/s,
+  // 80GB HBM2e at 2,039 GB/s; PCIe Gen4.
+  add("a100-40gb", "NVIDIA A100 SXM4 40GB", 312e12, 1.555e12, kPcie4, 40, "40GB HBM2",
+      "NVIDIA A100 Tensor Core GPU datasheet (SXM4 40GB)");
+  add("a100-80gb", "NVIDIA A100 SXM4 80GB", 312e12, 2.039e12, kPcie4, 80, "80GB HBM2e",
+      "NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)");
+  // L4 datasheet: FP16 tensor 242 TFLOPS with sparsity, 24GB GDDR6 at 300 GB/s, PCIe Gen4.
+  add("l4", "NVIDIA L4 24GB", 121e12, 300e9, kPcie4, 24, "24GB GDDR6", "NVIDIA L4 datasheet");
+  // L40S datasheet: FP16/BF16 tensor 362.05 TFLOPS (733 with sparsity), 48GB GDDR6 at 864 GB/s,
+  // PCIe Gen4.
+  add("l40s", "NVIDIA L40S 48GB", 362.05e12, 864e9, kPcie4, 48, "48GB GDDR6",
+      "NVIDIA L40S datasheet");
+  // H100 datasheet: PCIe 80GB HBM2e at 2 TB/s, FP16 tensor 1,513 TFLOPS with sparsity; SXM 80GB
+  // HBM3 at 3.35 TB/s, 1,979 TFLOPS with sparsity; PCIe Gen5.
+  add("h100-pcie", "NVIDIA H100 PCIe 80GB", 756.5e12, 2.0e12, kPcie5, 80, "80GB HBM2e",
+      "NVIDIA H100 Tensor Core GPU datasheet (H100 PCIe)");
+  add("h100", "NVIDIA H100 SXM5 80GB", 989.4e12, 3.35e12, kPcie5, 80, "80GB HBM3",
+      "NVIDIA H100 Tensor Core GPU datasheet (H100 SXM)");
+  // H200 datasheet: SXM 141GB HBM3e at 4.8 TB/s, FP16 tensor 1,979 TFLOPS with sparsity.
+  add("h200", "NVIDIA H200 SXM 141GB", 989.4e12, 4.8e12, kPcie5, 141, "141GB HBM3e",
+      "NVIDIA H200 Tensor Core GPU datasheet (H200 SXM)");
+  // Blackwell datasheet, HGX B200 column, per GPU: 180GB HBM3e at 7.7 TB/s, FP16/BF16 tensor
+  // 4.5 PFLOPS with sparsity, PCIe Gen5.
+  add("b200", "NVIDIA B200 (HGX) 180GB", 2.25e15, 7.7e12, kPcie5, 180, "180GB HBM3e",
+      "NVIDIA Blackwell datasheet (HGX B200, per GPU)");
+  // MI300X data sheet: FP16/BF16 matrix 1,307.4 TFLOPS dense (2,614.9 with sparsity), 192GB
+  // HBM3 at 5.3 TB/s, PCIe Gen5 x16.
+  add("mi300x", "AMD Instinct MI300X 192GB", 1307.4e12, 5.3e12, kPcie5, 192, "192GB HBM3",
+      "AMD Instinct MI300X accelerator data sheet");
   return gpus;
 }
 
@@ -25,11 +72,15 @@ struct ParamCount {
   const char* model;
   double num_params;
 };
-// Published parameter counts of the models the ModelSpec presets describe.
+// Parameter counts of the models the ModelSpec presets describe. The later ones (opt-13b on) are
+// computed from the config.json shapes (embeddings, attention, MLP, norms; an untied output head
+// where the model has one) and agree with the published counts.
 constexpr ParamCount kParamCounts[] = {
     {"llama-2-7b", 6.738e9},   {"llama-3-8b", 8.030e9},       {"llama-3-70b", 70.55e9},
     {"mistral-7b", 7.242e9},   {"qwen2.5-1.5b", 1.544e9},     {"phi-4-mini", 3.836e9},
-    {"gemma-hybrid", 2.614e9}, {"whisper-large-v3", 1.550e9},
+    {"gemma-hybrid", 2.614e9}, {"whisper-large-v3", 1.550e9}, {"opt-13b", 12.853e9},
+    {"opt-66b", 65.720e9},     {"llama-3.1-8b", 8.030e9},     {"llama-3.1-70b", 70.554e9},
+    {"qwen2.5-7b", 7.616e9},   {"gemma-2-9b", 9.242e9},
 };
 
 }  // namespace
@@ -38,7 +89,8 @@ absl::StatusOr<GpuSpec> GpuSpec::Preset(std::string_view name) {
   std::string lower = absl::AsciiStrToLower(AbslView(name));
   // Common spellings of the same parts.
   if (lower == "a100" || lower == "a100-80g" || lower == "a100-sxm") lower = "a100-80gb";
-  if (lower == "h100-sxm" || lower == "h100-80gb") lower = "h100";
+  if (lower == "a100-40g") lower = "a100-40gb";
+  if (lower == "h100-sxm" || lower == "h100-80gb" || lower == "h100-sxm5") lower = "h100";
   for (GpuSpec& gpu : AllGpus()) {
     if (gpu.name == lower) return std::move(gpu);
   }

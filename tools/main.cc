@@ -7,8 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "pagedkv/core/logging.h"
-#include "tools/internal/arg_parser.h"
 #include "tools/internal/command.h"
+#include "tools/internal/flags.h"
 
 #ifndef PAGEDKV_VERSION
 #define PAGEDKV_VERSION "unknown"
@@ -45,8 +45,8 @@ std::string CommandNames() {
   return names;
 }
 
-std::string GlobalHelp(const ArgParser& parser) {
-  std::string text = parser.Help();
+std::string GlobalHelp(const FlagSet& flags) {
+  std::string text = flags.Help();
   text += "\nCommands:\n";
   for (const Command& c : kCommands) text += absl::StrFormat("  %-10s %s\n", c.name, c.summary);
   text += "\nRun 'pagedkv COMMAND --help' for the options of one command.\n";
@@ -57,14 +57,14 @@ int Main(int argc, char** argv) {
   const CommandContext ctx{std::cout, std::cerr};
   const std::vector<std::string> args(argv + 1, argv + argc);
   bool version = false;
-  ArgParser parser("pagedkv", "pagedkv: a paged KV-cache memory manager for LLM serving.");
-  parser.AddBool("version", "print the version and exit", &version);
-  AddCommonFlags(parser);
-  parser.StopAtFirstPositional();
-  absl::StatusOr<ParsedArgs> parsed = parser.Parse(args);
+  FlagSet flags("pagedkv", "pagedkv: a paged KV-cache memory manager for LLM serving.");
+  flags.AddBool("version", "print the version and exit", &version);
+  AddCommonFlags(flags);
+  flags.StopAtFirstPositional();
+  absl::StatusOr<ParsedArgs> parsed = flags.Parse(args);
   if (!parsed.ok()) return ReportError(ctx, "pagedkv", parsed.status(), kExitUsage);
   if (parsed->help) {
-    ctx.out << GlobalHelp(parser);
+    ctx.out << GlobalHelp(flags);
     return kExitOk;
   }
   if (version) {
@@ -72,7 +72,7 @@ int Main(int argc, char** argv) {
     return kExitOk;
   }
   if (parsed->rest.empty()) {
-    ctx.err << GlobalHelp(parser);
+    ctx.err << GlobalHelp(flags);
     return ReportError(
         ctx, "pagedkv",
         absl::InvalidArgumentError(absl::StrCat("missing command; commands: ", CommandNames())),

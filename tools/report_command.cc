@@ -17,32 +17,22 @@ constexpr std::string_view kCommand = "pagedkv report";
 
 int RunReportCommand(const CommandContext& ctx, absl::Span<const std::string> args) {
   ReportOptions options;
-  ArgParser parser(std::string(kCommand) + " DIR",
-                   "Rebuild DIR/report.html (inline SVG plots, no network) from the summary.json, "
-                   "timeline.csv and requests.csv that `pagedkv simulate --out DIR` wrote.");
-  parser.AddString("out", "PATH", "where to write the HTML", &options.out_path, "DIR/report.html");
-  parser.AddString("title", "TEXT", "page title", &options.title,
-                   "pagedkv simulation report: <workload>");
-  AddCommonFlags(parser);
-  parser.SetEpilog(
+  std::vector<std::string> positional;
+  FlagSet flags(std::string(kCommand),
+                "Rebuild DIR/report.html (inline SVG plots, no network) from the summary.json, "
+                "timeline.csv and requests.csv that `pagedkv simulate --out DIR` wrote.");
+  flags.AddPositionals("DIR", &positional);
+  flags.AddString("out", "PATH", "where to write the HTML", &options.out_path, "DIR/report.html");
+  flags.AddString("title", "TEXT", "page title", &options.title,
+                  "pagedkv simulation report: <workload>");
+  AddCommonFlags(flags);
+  flags.SetEpilog(
       "Examples:\n"
       "  pagedkv report results/                  # writes results/report.html\n"
       "  pagedkv report results/ --out /tmp/r.html\n");
-  // DIR may come before or after the flags: parse up to the first positional, then the rest.
-  parser.StopAtFirstPositional();
-  absl::StatusOr<ParsedArgs> head = parser.Parse(args);
-  if (!head.ok()) return ReportError(ctx, kCommand, head.status(), kExitUsage);
-  std::vector<std::string> positional;
-  ParsedArgs parsed = *std::move(head);
-  while (!parsed.help && !parsed.rest.empty()) {
-    positional.push_back(parsed.rest.front());
-    absl::StatusOr<ParsedArgs> tail = parser.Parse(absl::MakeConstSpan(parsed.rest).subspan(1));
-    if (!tail.ok()) return ReportError(ctx, kCommand, tail.status(), kExitUsage);
-    parsed = *std::move(tail);
-  }
-  if (parsed.help) {
-    ctx.out << parser.Help();
-    return kExitOk;
+  // DIR may come before or after the flags.
+  if (int rc = ParseOrReport(flags, args, ctx); rc != kExitOk) {
+    return rc == kHelpShown ? kExitOk : rc;
   }
   if (positional.size() != 1) {
     return ReportError(

@@ -58,66 +58,69 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   int64_t testing_step_delay_ms = 0;
   bool check = false;
 
-  ArgParser parser(std::string(kCommand),
-                   "Serve the KV-cache manager over gRPC: engine processes open sessions, send "
-                   "one Step per\nengine step and map the shared pools (docs/service.md). Stops "
-                   "on SIGTERM or SIGINT after\nthe calls in flight finish (exit 0).");
-  parser.AddString("model", "NAME|PATH",
-                   "model preset or model JSON file to serve (or use --config)", &model_name, "");
-  parser.AddString("name", "NAME", "the name sessions ask for", &served_name, "the model's name");
-  parser.AddInt("gpu-blocks", "N", "blocks per KV group in the GPU pool; required with --model",
-                &gpu_blocks, 1, int64_t{kInvalidBlockId} - 1, "");
-  parser.AddInt("host-blocks", "N", "blocks per KV group in the host pool (swap, 2nd-level cache)",
-                &host_blocks, 0);
-  parser.AddInt("block-size", "TOKENS", "tokens per KV block", &block_size, 1,
-                CacheConfig::kMaxBlockSizeTokens);
-  parser.AddBool("prefix-caching", "share full prompt pages between sequences (=false: off)",
-                 &prefix_caching);
-  parser.AddString("gpu-tier", "gpu|virtual",
-                   "virtual = block bookkeeping only, no pool memory (capacity planning)",
-                   &gpu_tier);
-  parser.AddBool("strict-gpu", "fail instead of falling back to host memory without a GPU",
-                 &strict_gpu);
-  parser.AddString("config", "FILE", "serve.json: several models and the settings below",
-                   &config_path, "");
-  parser.AddString("socket", "PATH", "Unix socket of the service (mode 0600)", &socket_path,
-                   "$XDG_RUNTIME_DIR/pagedkv/serve.sock or /tmp/pagedkv-UID/serve.sock");
-  parser.AddString("listen", "HOST:PORT",
-                   "also serve gRPC over TCP (needs --token-file); port 0 picks one",
-                   &listen_address, "");
-  parser.AddString("token-file", "FILE", "bearer token TCP clients must send", &token_file, "");
-  parser.AddDouble("lease-seconds", "S", "lease of a session that asks for none", &lease_seconds);
-  parser.AddDouble("max-lease-seconds", "S", "longest lease a session may ask for",
-                   &max_lease_seconds);
-  parser.AddDouble("quarantine-seconds", "S",
-                   "how long an expired session's last-step pages stay unusable",
-                   &quarantine_seconds);
-  parser.AddInt("max-sessions", "N", "open sessions at most", &max_sessions, 1);
-  parser.AddInt("max-ops-per-step", "N", "ops in one Step at most", &max_ops_per_step, 1);
-  parser.AddBytes("max-message-bytes", "BYTES", "largest request or response, e.g. 64MiB",
-                  &max_message_bytes, "64MiB");
-  parser.AddDouble("drain-seconds", "S", "on SIGTERM, how long calls in flight may take",
-                   &drain_seconds);
-  parser.AddBool("check", "build the models and pools, print what would be served, and exit",
-                 &check);
-  parser.AddString("ready-file", "FILE",
-                   "write {pid, socket, pool_socket, tcp_port} as JSON once serving", &ready_file,
-                   "");
-  parser.AddInt("testing-step-delay-ms", "MS", "test hook: sleep in every Step",
-                &testing_step_delay_ms, 0, 60000);
-  AddCommonFlags(parser);
-  parser.SetEpilog(
+  FlagSet flags(std::string(kCommand),
+                "Serve the KV-cache manager over gRPC: engine processes open sessions, send "
+                "one Step per\nengine step and map the shared pools (docs/service.md). Stops "
+                "on SIGTERM or SIGINT after\nthe calls in flight finish (exit 0).");
+  flags.AddString("model", "NAME|PATH",
+                  "model preset or model JSON file to serve (or use --config)", &model_name, "");
+  flags.AddString("name", "NAME", "the name sessions ask for", &served_name, "the model's name");
+  flags.AddInt("gpu-blocks", "N", "blocks per KV group in the GPU pool; required with --model",
+               &gpu_blocks, 1, int64_t{kInvalidBlockId} - 1, "");
+  flags.AddInt("host-blocks", "N", "blocks per KV group in the host pool (swap, 2nd-level cache)",
+               &host_blocks, 0);
+  flags.AddInt("block-size", "TOKENS", "tokens per KV block", &block_size, 1,
+               CacheConfig::kMaxBlockSizeTokens);
+  flags.AddBool("prefix-caching", "share full prompt pages between sequences (=false: off)",
+                &prefix_caching);
+  flags.AddChoice("gpu-tier",
+                  "virtual = block bookkeeping only, no pool memory (capacity planning)",
+                  {"gpu", "virtual"}, &gpu_tier);
+  flags.AddBool("strict-gpu", "fail instead of falling back to host memory without a GPU",
+                &strict_gpu);
+  flags.AddString("config", "FILE", "serve.json: several models and the settings below",
+                  &config_path, "");
+  flags.StartGroup("Transport");
+  flags.AddString("socket", "PATH", "Unix socket of the service (mode 0600)", &socket_path,
+                  "$XDG_RUNTIME_DIR/pagedkv/serve.sock or /tmp/pagedkv-UID/serve.sock");
+  flags.AddString("listen", "HOST:PORT",
+                  "also serve gRPC over TCP (needs --token-file); port 0 picks one",
+                  &listen_address, "");
+  flags.AddString("token-file", "FILE", "bearer token TCP clients must send", &token_file, "");
+  flags.StartGroup("Sessions and limits");
+  flags.AddDouble("lease-seconds", "S", "lease of a session that asks for none", &lease_seconds);
+  flags.AddDouble("max-lease-seconds", "S", "longest lease a session may ask for",
+                  &max_lease_seconds);
+  flags.AddDouble("quarantine-seconds", "S",
+                  "how long an expired session's last-step pages stay unusable",
+                  &quarantine_seconds);
+  flags.AddInt("max-sessions", "N", "open sessions at most", &max_sessions, 1);
+  flags.AddInt("max-ops-per-step", "N", "ops in one Step at most", &max_ops_per_step, 1);
+  flags.AddBytes("max-message-bytes", "BYTES", "largest request or response, e.g. 64MiB",
+                 &max_message_bytes, "64MiB");
+  flags.AddDouble("drain-seconds", "S", "on SIGTERM, how long calls in flight may take",
+                  &drain_seconds);
+  flags.StartGroup("Running");
+  flags.AddBool("check", "build the models and pools, print what would be served, and exit",
+                &check);
+  flags.AddString("ready-file", "FILE",
+                  "write {pid, socket, pool_socket, tcp_port} as JSON once serving", &ready_file,
+                  "");
+  flags.AddInt("testing-step-delay-ms", "MS", "test hook: sleep in every Step",
+               &testing_step_delay_ms, 0, 60000);
+  AddCommonFlags(flags);
+  flags.SetEpilog(
       "Examples:\n"
       "  pagedkv serve --model llama-3-8b --gpu-blocks 4096 --host-blocks 1024\n"
       "  pagedkv serve --model llama-3-8b --gpu-blocks 4096 --gpu-tier virtual --check\n"
       "  pagedkv serve --config serve.json --socket /run/pagedkv/kv.sock\n"
       "  pagedkv serve --model qwen2.5-1.5b --gpu-blocks 2048 --listen 127.0.0.1:7070 "
       "--token-file token.txt\n");
-  if (int rc = ParseOrReport(parser, args, ctx); rc != kExitOk) {
+  if (int rc = ParseOrReport(flags, args, ctx); rc != kExitOk) {
     return rc == kHelpShown ? kExitOk : rc;
   }
   // A daemon says what it serves: info unless --log-level or PAGEDKV_LOG chose a level.
-  if (!parser.IsSet("log-level") && std::getenv("PAGEDKV_LOG") == nullptr) {
+  if (!flags.IsSet("log-level") && std::getenv("PAGEDKV_LOG") == nullptr) {
     SetLogLevel("info").IgnoreError();
   }
   const auto usage = [&](std::string message) {
@@ -128,7 +131,7 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   if (!config_path.empty()) {
     for (const char* flag : {"model", "name", "gpu-blocks", "host-blocks", "block-size",
                              "prefix-caching", "gpu-tier", "strict-gpu"}) {
-      if (parser.IsSet(flag)) {
+      if (flags.IsSet(flag)) {
         return usage(absl::StrCat("--", flag, " and --config exclude each other; describe the ",
                                   "models in the config file"));
       }
@@ -142,7 +145,7 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
           "missing --model NAME|PATH (or --config FILE); 'pagedkv size --list-models' "
           "lists the presets");
     }
-    if (!parser.IsSet("gpu-blocks")) return usage("missing --gpu-blocks N");
+    if (!flags.IsSet("gpu-blocks")) return usage("missing --gpu-blocks N");
     if (gpu_tier != "gpu" && gpu_tier != "virtual") {
       return usage(absl::StrCat("--gpu-tier '", gpu_tier, "': use gpu or virtual"));
     }
@@ -162,17 +165,17 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
     cfg.server.models.push_back(std::move(m));
   }
   service::ServerOptions& o = cfg.server;
-  if (parser.IsSet("socket")) o.socket_path = socket_path;
-  if (parser.IsSet("listen")) o.listen_address = listen_address;
-  if (parser.IsSet("token-file")) cfg.token_file = token_file;
-  if (parser.IsSet("lease-seconds")) o.limits.default_lease_seconds = lease_seconds;
-  if (parser.IsSet("max-lease-seconds")) o.limits.max_lease_seconds = max_lease_seconds;
-  if (parser.IsSet("quarantine-seconds")) o.limits.quarantine_seconds = quarantine_seconds;
-  if (parser.IsSet("max-sessions")) o.limits.max_sessions = max_sessions;
-  if (parser.IsSet("max-ops-per-step")) o.limits.max_ops_per_step = max_ops_per_step;
-  if (parser.IsSet("max-message-bytes"))
+  if (flags.IsSet("socket")) o.socket_path = socket_path;
+  if (flags.IsSet("listen")) o.listen_address = listen_address;
+  if (flags.IsSet("token-file")) cfg.token_file = token_file;
+  if (flags.IsSet("lease-seconds")) o.limits.default_lease_seconds = lease_seconds;
+  if (flags.IsSet("max-lease-seconds")) o.limits.max_lease_seconds = max_lease_seconds;
+  if (flags.IsSet("quarantine-seconds")) o.limits.quarantine_seconds = quarantine_seconds;
+  if (flags.IsSet("max-sessions")) o.limits.max_sessions = max_sessions;
+  if (flags.IsSet("max-ops-per-step")) o.limits.max_ops_per_step = max_ops_per_step;
+  if (flags.IsSet("max-message-bytes"))
     o.max_message_bytes = static_cast<int64_t>(max_message_bytes);
-  if (parser.IsSet("drain-seconds")) cfg.drain_seconds = drain_seconds;
+  if (flags.IsSet("drain-seconds")) cfg.drain_seconds = drain_seconds;
   o.testing_step_delay_ms = testing_step_delay_ms;
   if (o.socket_path.empty()) {
     absl::StatusOr<std::string> path = DefaultSocketPath();

@@ -129,14 +129,15 @@ int ListModels(const CommandContext& ctx, bool json) {
     ctx.out << models.dump(2) << "\n";
     return kExitOk;
   }
-  ctx.out << absl::StrFormat("%-18s %6s %7s %8s %8s %12s  %s\n", "model", "layers", "q heads",
-                             "kv heads", "head dim", "fp16/token", "layers by kind");
+  ctx.out << absl::StrFormat("%-18s %6s %7s %8s %8s %12s %8s  %s\n", "model", "layers", "q heads",
+                             "kv heads", "head dim", "fp16/token", "context", "layers by kind");
   for (const std::string& name : ModelSpec::PresetNames()) {
     const ModelSpec spec = *ModelSpec::Preset(name);
     const uint64_t per_token = spec.BytesPerTokenPerLayer() * spec.NumStorageLayers();
-    ctx.out << absl::StrFormat("%-18s %6d %7d %8d %8d %12s  %s\n", name, spec.num_layers(),
+    ctx.out << absl::StrFormat("%-18s %6d %7d %8d %8d %12s %8d  %s\n", name, spec.num_layers(),
                                spec.num_q_heads, spec.num_kv_heads, spec.head_dim,
-                               FormatBytes(per_token), LayoutSummary(spec));
+                               FormatBytes(per_token), spec.max_context_tokens,
+                               LayoutSummary(spec));
   }
   return kExitOk;
 }
@@ -155,36 +156,36 @@ int RunSizeCommand(const CommandContext& ctx, absl::Span<const std::string> args
   bool json = false;
   bool list_models = false;
 
-  ArgParser parser(std::string(kCommand),
-                   "KV-cache bytes per token, block and sequence for a model, and the blocks, "
-                   "tokens and\nconcurrent sequences that a GPU memory budget holds "
-                   "(budget = gpu-mem x gpu-mem-fraction - weights).");
-  parser.AddString("model", "NAME|PATH",
-                   "model preset (see --list-models) or path to a model JSON file; required",
-                   &model_name, "");
-  parser.AddInt("context", "TOKENS", "tokens per sequence (prompt + output)", &context_tokens, 1);
-  parser.AddInt("block-size", "TOKENS", "tokens per KV block (any value >= 1)", &block_size_tokens,
-                1, CacheConfig::kMaxBlockSizeTokens);
-  parser.AddString("dtype", "DTYPE", "KV dtype: fp32|fp16|bf16|fp8_e4m3|int8", &dtype_name,
-                   "the model's, fp16 for presets");
-  parser.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 80GiB, 24GB", &gpu_memory_bytes, "80GiB");
-  parser.AddBytes("weights", "BYTES", "memory taken by weights and activations, e.g. 13.5GiB",
-                  &weights_bytes, "0");
-  parser.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory pagedkv may use, in (0, 1]",
-                   &gpu_memory_fraction);
-  parser.AddInt("encoder-len", "TOKENS", "encoder output tokens held by cross-attention layers",
-                &encoder_tokens, 1);
-  parser.AddBool("json", "print one JSON object instead of the table", &json);
-  parser.AddBool("list-models", "list the model presets and exit", &list_models);
-  AddCommonFlags(parser);
-  parser.SetEpilog(
+  FlagSet flags(std::string(kCommand),
+                "KV-cache bytes per token, block and sequence for a model, and the blocks, "
+                "tokens and\nconcurrent sequences that a GPU memory budget holds "
+                "(budget = gpu-mem x gpu-mem-fraction - weights).");
+  flags.AddString("model", "NAME|PATH",
+                  "model preset (see --list-models) or path to a model JSON file; required",
+                  &model_name, "");
+  flags.AddInt("context", "TOKENS", "tokens per sequence (prompt + output)", &context_tokens, 1);
+  flags.AddInt("block-size", "TOKENS", "tokens per KV block (any value >= 1)", &block_size_tokens,
+               1, CacheConfig::kMaxBlockSizeTokens);
+  flags.AddString("dtype", "DTYPE", "KV dtype: fp32|fp16|bf16|fp8_e4m3|int8", &dtype_name,
+                  "the model's, fp16 for presets");
+  flags.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 80GiB, 24GB", &gpu_memory_bytes, "80GiB");
+  flags.AddBytes("weights", "BYTES", "memory taken by weights and activations, e.g. 13.5GiB",
+                 &weights_bytes, "0");
+  flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory pagedkv may use, in (0, 1]",
+                  &gpu_memory_fraction);
+  flags.AddInt("encoder-len", "TOKENS", "encoder output tokens held by cross-attention layers",
+               &encoder_tokens, 1);
+  flags.AddBool("json", "print one JSON object instead of the table", &json);
+  flags.AddBool("list-models", "list the model presets and exit", &list_models);
+  AddCommonFlags(flags);
+  flags.SetEpilog(
       "Sizes: GB/MB = powers of 1000, GiB/MiB = powers of 1024, or plain bytes.\n"
       "Examples:\n"
       "  pagedkv size --model llama-2-7b --context 2048 --gpu-mem 80GiB --weights 13.5GiB\n"
       "  pagedkv size --model mistral-7b --context 32768 --dtype fp8 --json\n"
       "  pagedkv size --model ./my_model.json --gpu-mem 24GB --weights 4GB\n");
 
-  if (int rc = ParseOrReport(parser, args, ctx); rc != kExitOk) {
+  if (int rc = ParseOrReport(flags, args, ctx); rc != kExitOk) {
     return rc == kHelpShown ? kExitOk : rc;
   }
   if (list_models) return ListModels(ctx, json);

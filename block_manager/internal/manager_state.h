@@ -32,6 +32,7 @@
 #include "pagedkv/allocator/object_pool.h"
 #include "pagedkv/block_manager/block_manager.h"
 #include "pagedkv/core/check.h"
+#include "pagedkv/remote/remote_tier.h"
 
 namespace pagedkv::internal {
 
@@ -66,6 +67,13 @@ struct PoolState {
   std::vector<BlockHash> hashes;
   // [num_blocks * block_size] token ids of each block's slots; hashed groups only.
   std::vector<TokenId> tokens;
+  // Hashed groups with a remote tier only: [num_blocks] times the published page was taken as a
+  // prefix hit (remote_admit_hits counts these), whether its bytes came from the remote tier
+  // (never written back), and the CacheOps generation whose execution fills the block (its bytes
+  // are only read once the engine reported that generation executed: see ops_done_gen).
+  std::vector<uint32_t> reuse;
+  std::vector<uint8_t> remote_origin;
+  std::vector<uint64_t> filled_gen;
   // [num_blocks] references held by pending CacheOps, and every pin in order (one entry each).
   std::vector<uint32_t> pins;
   std::vector<BlockId> pinned;
@@ -116,21 +124,28 @@ struct BlockManager::Impl {
     PoolState gpu;
     PoolState host;
     GroupCacheOps ops;
-    BatchLayout layout;  // buffer of the manager-owned BuildBatch
-    std::unique_ptr<EvictionListener> listener;
+    BatchLayout layout;                               // buffer of the manager-owned BuildBatch
+    std::unique_ptr<EvictionListener> listener;       // GPU evictions -> host second level
+    std::unique_ptr<EvictionListener> host_listener;  // host evictions -> remote tier
   };
 
-  // Told by a GPU allocator about evicted prefix-cache pages; forwards to OnGpuEvict.
+  // Told by an allocator about evicted prefix-cache pages; forwards to OnGpuEvict (GPU pools) or
+  // OnHostEvict (host pools).
   class Listener : public EvictionListener {
    public:
-    Listener(Impl* impl, int32_t group) : impl_(impl), group_(group) {}
+    Listener(Impl* impl, int32_t group, bool host) : impl_(impl), group_(group), host_(host) {}
     void OnEvict(BlockId block, const BlockHash& hash) override {
-      impl_->OnGpuEvict(group_, block, hash);
+      if (host_) {
+        impl_->OnHostEvict(group_, block, hash);
+      } else {
+        impl_->OnGpuEvict(group_, block, hash);
+      }
     }
 
    private:
     Impl* impl_;
     int32_t group_;
+    bool host_;
   };
 
   ModelSpec spec;
@@ -146,6 +161,13 @@ struct BlockManager::Impl {
   int32_t cross_group = -1;
   std::vector<GroupState> groups;
   std::vector<LayerLocation> layer_locations;
+  // The shared tier below host (config.remote), or null.
+  std::unique_ptr<RemoteTier> remote;
+  // CacheOps generations: ops_taken_gen counts TakeCacheOps calls; ops_done_gen is its value at
+  // the last MarkComputed(Batch), after which the engine has executed every op taken before.
+  uint64_t ops_taken_gen = 0;
+  uint64_t ops_done_gen = 0;
+  uint64_t prefix_remote_hit_pages = 0;
 
   ObjectPool<SeqRecord> records;
   absl::flat_hash_map<SeqId, SeqRecord*> seqs;
@@ -332,6 +354,17 @@ struct BlockManager::Impl {
                     absl::Span<const BlockId> distinct, Tier new_tier);
   // A cached GPU page of group g is being reclaimed: keep it in the host tier when there is room.
   void OnGpuEvict(int32_t g, BlockId block, const BlockHash& hash);
+  // A cached host page of group g is being reclaimed: queue it for the remote tier when it earned
+  // it and its bytes are known to be written (remote_tier.cc).
+  void OnHostEvict(int32_t g, BlockId block, const BlockHash& hash);
+  // After the local prefix hits of group 0, the prompt's next pages from the remote tier: fills
+  // `pages` with verified pages (at most max_pages) whose token ids match the prompt.
+  void LookupRemote(absl::Span<const TokenId> prompt, uint64_t hash_key, size_t first_page,
+                    const BlockHash& parent, int32_t max_pages, std::vector<RemoteTier::Hit>* pages,
+                    std::vector<BlockHash>* hashes);
+  // Stages a verified remote page in a fresh host block of group g (published there) and returns
+  // the block.
+  BlockId StageRemotePage(int32_t g, const RemoteTier::Hit& page, const BlockHash& hash);
 
   // ---- Sliding windows (windows_cross.cc) ------------------------------------------------------
   // Pages wholly before the window of the first query of an append to a table of `len` tokens.

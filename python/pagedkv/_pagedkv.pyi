@@ -105,6 +105,16 @@ class ModelSpec:
     @property
     def num_layers(self) -> int: ...
 
+class RemoteTierConfig:
+    url: str
+    timeout_us: int
+    ttl_seconds: int
+    admit_hits: int
+    queue_bytes: int
+    min_hit_pages: int
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+
 class CacheConfig:
     MAX_BLOCK_SIZE_TOKENS: int
     block_size_tokens: int
@@ -118,6 +128,7 @@ class CacheConfig:
     enable_prefix_caching: bool
     strict_gpu: bool
     host_huge_pages: bool
+    remote: RemoteTierConfig
     def __init__(self, **fields: object) -> None: ...
     def validate(self) -> None: ...
 
@@ -168,6 +179,7 @@ class AdmitInfo:
     num_cached_tokens: int
     num_new_blocks: int
     num_host_hit_pages: int
+    num_remote_hit_pages: int
 
 class GroupInfo:
     group: KvGroup
@@ -178,6 +190,24 @@ class GroupInfo:
 class LayerLocation:
     group: int
     layer_in_group: int
+
+class RemoteTierStats:
+    lookups: int
+    lookups_skipped: int
+    lookup_pages: int
+    hit_pages: int
+    miss_missing: int
+    miss_timeout: int
+    miss_error: int
+    miss_corrupt: int
+    miss_foreign: int
+    bytes_read: int
+    writes_queued: int
+    writes_done: int
+    writes_dropped: int
+    write_errors: int
+    bytes_written: int
+    queue_bytes: int
 
 class SequenceStats:
     seq_id: int
@@ -209,6 +239,7 @@ class BlockManagerStats:
     prefix_query_pages: int
     prefix_hit_pages: int
     prefix_host_hit_pages: int
+    prefix_remote_hit_pages: int
     prefix_hit_rate: float
     swap_out_bytes: int
     swap_in_bytes: int
@@ -326,6 +357,10 @@ class BlockManager:
     def block_table(self, seq_id: int, group: int = 0) -> BlockTable: ...
     def sequence_ids(self) -> List[int]: ...
     def stats(self) -> BlockManagerStats: ...
+    @property
+    def has_remote_tier(self) -> bool: ...
+    def remote_stats(self) -> RemoteTierStats: ...
+    def flush_remote_writes(self, timeout_s: float = 10.0) -> bool: ...
     def check_invariants(self) -> None: ...
 
 # ---- attention ----------------------------------------------------------------------------------
@@ -422,6 +457,7 @@ class PolicyConfig:
     block_size_tokens: int
     capacity_tokens: int
     host_capacity_tokens: int
+    gpu_tier: Tier
     max_model_len: int
     max_new_tokens: int
     watermark: float

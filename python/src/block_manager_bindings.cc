@@ -161,6 +161,7 @@ void BindBlockManager(py::module_& m) {
                     "prompt tokens served by prefix-cache pages")
       .def_readonly("num_new_blocks", &AdmitInfo::num_new_blocks)
       .def_readonly("num_host_hit_pages", &AdmitInfo::num_host_hit_pages)
+      .def_readonly("num_remote_hit_pages", &AdmitInfo::num_remote_hit_pages)
       .def("__repr__", [](const AdmitInfo& a) {
         return "AdmitInfo(can_admit=" + std::string(a.can_admit ? "True" : "False") +
                ", num_cached_tokens=" + std::to_string(a.num_cached_tokens) +
@@ -181,6 +182,25 @@ void BindBlockManager(py::module_& m) {
         return "LayerLocation(group=" + std::to_string(l.group) +
                ", layer_in_group=" + std::to_string(l.layer_in_group) + ")";
       });
+
+  py::class_<RemoteTierStats>(m, "RemoteTierStats",
+                              "Counters of the remote tier (see remote_tier.h for each field).")
+      .def_readonly("lookups", &RemoteTierStats::lookups)
+      .def_readonly("lookups_skipped", &RemoteTierStats::lookups_skipped)
+      .def_readonly("lookup_pages", &RemoteTierStats::lookup_pages)
+      .def_readonly("hit_pages", &RemoteTierStats::hit_pages)
+      .def_readonly("miss_missing", &RemoteTierStats::miss_missing)
+      .def_readonly("miss_timeout", &RemoteTierStats::miss_timeout)
+      .def_readonly("miss_error", &RemoteTierStats::miss_error)
+      .def_readonly("miss_corrupt", &RemoteTierStats::miss_corrupt)
+      .def_readonly("miss_foreign", &RemoteTierStats::miss_foreign)
+      .def_readonly("bytes_read", &RemoteTierStats::bytes_read)
+      .def_readonly("writes_queued", &RemoteTierStats::writes_queued)
+      .def_readonly("writes_done", &RemoteTierStats::writes_done)
+      .def_readonly("writes_dropped", &RemoteTierStats::writes_dropped)
+      .def_readonly("write_errors", &RemoteTierStats::write_errors)
+      .def_readonly("bytes_written", &RemoteTierStats::bytes_written)
+      .def_readonly("queue_bytes", &RemoteTierStats::queue_bytes);
 
   py::class_<SequenceStats>(m, "SequenceStats")
       .def_readonly("seq_id", &SequenceStats::seq_id)
@@ -216,6 +236,7 @@ void BindBlockManager(py::module_& m) {
       .def_readonly("prefix_query_pages", &BlockManagerStats::prefix_query_pages)
       .def_readonly("prefix_hit_pages", &BlockManagerStats::prefix_hit_pages)
       .def_readonly("prefix_host_hit_pages", &BlockManagerStats::prefix_host_hit_pages)
+      .def_readonly("prefix_remote_hit_pages", &BlockManagerStats::prefix_remote_hit_pages)
       .def_readonly("prefix_hit_rate", &BlockManagerStats::prefix_hit_rate)
       .def_readonly("swap_out_bytes", &BlockManagerStats::swap_out_bytes)
       .def_readonly("swap_in_bytes", &BlockManagerStats::swap_in_bytes)
@@ -627,6 +648,17 @@ void BindBlockManager(py::module_& m) {
       .def("sequence_ids", &BlockManager::SequenceIds, "Ids of all known sequences (unordered).")
       .def("stats", &BlockManager::stats,
            "Global statistics (O(sequences + groups)): call per step or less.")
+      .def_property_readonly("has_remote_tier", &BlockManager::has_remote_tier)
+      .def("remote_stats", &BlockManager::remote_stats,
+           "Counters of the remote tier (zeros without one).")
+      .def(
+          "flush_remote_writes",
+          [](BlockManager& bm, double timeout_s) {
+            py::gil_scoped_release release;
+            return bm.FlushRemoteWrites(absl::Seconds(timeout_s));
+          },
+          py::arg("timeout_s") = 10.0,
+          "Waits until the queued remote writes are done (True) or timeout_s passed (False).")
       .def(
           "check_invariants", [](const BlockManager& bm) { ThrowIfError(bm.CheckInvariants()); },
           "Raises RuntimeError describing the first broken invariant (O(blocks)).");

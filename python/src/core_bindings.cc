@@ -191,6 +191,31 @@ void BindCore(py::module_& m) {
       .def(py::self == py::self)
       .def("__repr__", &ModelSpecRepr);
 
+  // ---- RemoteTierConfig
+  // -----------------------------------------------------------------------------
+  py::class_<RemoteTierConfig>(
+      m, "RemoteTierConfig",
+      "The shared KV tier below host (CacheConfig.remote): a Redis server or cluster.\n\n"
+      "    cfg.remote.url = 'redis+cluster://10.0.0.5:7000,10.0.0.6:7000'")
+      .def(py::init<>())
+      .def_readwrite("url", &RemoteTierConfig::url,
+                     "redis://HOST:PORT, redis+cluster://HOST:PORT[,...] or memory://NAME; '' = off")
+      .def_readwrite("timeout_us", &RemoteTierConfig::timeout_us,
+                     "deadline of one lookup round trip and one write batch, microseconds")
+      .def_readwrite("ttl_seconds", &RemoteTierConfig::ttl_seconds, "expiry; 0 = never")
+      .def_readwrite("admit_hits", &RemoteTierConfig::admit_hits,
+                     "prefix hits a page needs before it is written (0 = every page)")
+      .def_readwrite("queue_bytes", &RemoteTierConfig::queue_bytes,
+                     "write queue size; pages beyond it are dropped, never waited for")
+      .def_readwrite("min_hit_pages", &RemoteTierConfig::min_hit_pages,
+                     "pages left after the local hits below which no lookup is made")
+      .def("validate", [](const RemoteTierConfig& c) { ThrowIfError(c.Validate()); })
+      .def("__repr__", [](const RemoteTierConfig& c) {
+        return "RemoteTierConfig(url='" + c.url + "', timeout_us=" + std::to_string(c.timeout_us) +
+               ", ttl_seconds=" + std::to_string(c.ttl_seconds) +
+               ", admit_hits=" + std::to_string(c.admit_hits) + ")";
+      });
+
   // ---- CacheConfig
   // ----------------------------------------------------------------------------------
   py::class_<CacheConfig>(
@@ -226,6 +251,8 @@ void BindCore(py::module_& m) {
       .def_readwrite("enable_prefix_caching", &CacheConfig::enable_prefix_caching)
       .def_readwrite("strict_gpu", &CacheConfig::strict_gpu)
       .def_readwrite("host_huge_pages", &CacheConfig::host_huge_pages)
+      .def_readwrite("remote", &CacheConfig::remote,
+                     "The remote tier (RemoteTierConfig); its url is empty when there is none.")
       .def_readonly_static("MAX_BLOCK_SIZE_TOKENS", &CacheConfig::kMaxBlockSizeTokens)
       .def(
           "validate", [](const CacheConfig& c) { ThrowIfError(c.Validate()); },

@@ -3,9 +3,10 @@
 //
 // Ownership: a KvCachePolicy is owned by its Python object; a Scheduler keeps its policy alive
 // (keep_alive), and KvCachePolicy.block_manager() returns a reference that keeps the policy alive.
-// The paged policy's BlockManager is metadata only (a virtual GPU tier): an engine that needs K/V
-// memory allocates its own pool arrays of [num_blocks, ...] and indexes them with the manager's
-// block ids (examples/python_engine.py does this).
+// The paged policy's BlockManager is metadata only by default (PolicyConfig.gpu_tier = VIRTUAL);
+// with gpu_tier GPU or HOST its pools hold real memory and an engine computes K/V in them
+// (python/pagedkv/engine), or an engine keeps its own arrays indexed by the manager's block ids
+// (examples/python_engine.py).
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
@@ -72,6 +73,9 @@ void BindScheduler(py::module_& m) {
                      "GPU KV budget in tokens (paged: blocks = capacity / block size)")
       .def_readwrite("host_capacity_tokens", &PolicyConfig::host_capacity_tokens,
                      "paged swap space in tokens; 0 = no swap")
+      .def_readwrite("gpu_tier", &PolicyConfig::gpu_tier,
+                     "paged: tier of the manager's GPU pool; VIRTUAL (metadata only, the "
+                     "default), or GPU / HOST for an engine that computes K/V in the pool")
       .def_readwrite("max_model_len", &PolicyConfig::max_model_len)
       .def_readwrite("max_new_tokens", &PolicyConfig::max_new_tokens)
       .def_readwrite("watermark", &PolicyConfig::watermark)
@@ -128,8 +132,8 @@ void BindScheduler(py::module_& m) {
       .def("counters", &KvCachePolicy::counters)
       .def("block_manager", &KvCachePolicy::block_manager,
            py::return_value_policy::reference_internal,
-           "The BlockManager of a paged policy (metadata only: a virtual GPU tier), else None. "
-           "The reference keeps the policy alive.")
+           "The BlockManager of a paged policy (its GPU pool on PolicyConfig.gpu_tier: "
+           "metadata only by default), else None. The reference keeps the policy alive.")
       .def("check_invariants", [](const KvCachePolicy& p) { ThrowIfError(p.CheckInvariants()); });
   m.def(
       "make_kv_cache_policy",

@@ -125,7 +125,12 @@ Series& SeriesFor(std::vector<Series>& all, const std::string& policy) {
 
 }  // namespace
 
-double ReportPolicy::Get(std::string_view key) const {
+std::string RunLabel(std::string_view policy, std::string_view router) {
+  return router.empty() ? std::string(policy)
+                        : absl::StrCat(AbslView(policy), "/", AbslView(router));
+}
+
+double ReportNumbers::Get(std::string_view key) const {
   auto it = numbers.find(std::string(key));
   return it == numbers.end() ? std::nan("") : it->second;
 }
@@ -218,6 +223,27 @@ absl::StatusOr<ReportSummary> ParseReportSummary(std::string_view text, std::str
     }
     ReportPolicy policy;
     policy.name = p["policy"].get<std::string>();
+    if (p.contains("router") && p["router"].is_string()) {
+      policy.name = RunLabel(policy.name, p["router"].get<std::string>());
+    }
+    if (p.contains("replicas")) {
+      const Json& replicas = p["replicas"];
+      if (!replicas.is_array()) {
+        return FileError(path, absl::StrCat(where, ".replicas must be an array"));
+      }
+      for (size_t r = 0; r < replicas.size(); ++r) {
+        if (!replicas[r].is_object()) {
+          return FileError(path, absl::StrCat(where, ".replicas[", r, "] must be an object"));
+        }
+        ReportNumbers rep;
+        for (auto it = replicas[r].begin(); it != replicas[r].end(); ++it) {
+          const Json& v = it.value();
+          if (v.is_number() && std::isfinite(v.get<double>()))
+            rep.numbers[it.key()] = v.get<double>();
+        }
+        policy.replicas.push_back(std::move(rep));
+      }
+    }
     for (auto it = p.begin(); it != p.end(); ++it) {
       const Json& v = it.value();
       if (it.key() == "policy" || v.is_null()) continue;
@@ -256,6 +282,7 @@ absl::StatusOr<std::vector<TimelineSeries>> ParseTimelineCsv(std::string_view te
   const size_t c_used = *columns.Find("used_tokens");
   const std::optional<size_t> c_waiting = columns.Find("waiting");
   const std::optional<size_t> c_swapped = columns.Find("swapped");
+  const std::optional<size_t> c_router = columns.Find("router");
   std::vector<TimelineSeries> all;
   std::vector<std::string> fields;
   absl::Status status;
@@ -267,7 +294,8 @@ absl::StatusOr<std::vector<TimelineSeries>> ParseTimelineCsv(std::string_view te
     PAGEDKV_RETURN_IF_ERROR(reader.Number(fields, c_used, "used_tokens", &used));
     if (c_waiting) PAGEDKV_RETURN_IF_ERROR(reader.Number(fields, *c_waiting, "waiting", &waiting));
     if (c_swapped) PAGEDKV_RETURN_IF_ERROR(reader.Number(fields, *c_swapped, "swapped", &swapped));
-    TimelineSeries& s = SeriesFor(all, fields[c_policy]);
+    TimelineSeries& s =
+        SeriesFor(all, RunLabel(fields[c_policy], c_router ? fields[*c_router] : ""));
     s.time_s.push_back(time_s);
     s.running.push_back(running);
     s.capacity_tokens.push_back(capacity);
@@ -288,6 +316,7 @@ absl::StatusOr<std::vector<LatencySeries>> ParseRequestsCsv(std::string_view tex
   const size_t c_tpot = *columns.Find("tpot_s");
   const std::optional<size_t> c_finish = columns.Find("finish_s");
   const std::optional<size_t> c_output = columns.Find("output_tokens");
+  const std::optional<size_t> c_router = columns.Find("router");
   std::vector<LatencySeries> all;
   std::vector<std::string> fields;
   absl::Status status;
@@ -299,7 +328,8 @@ absl::StatusOr<std::vector<LatencySeries>> ParseRequestsCsv(std::string_view tex
     if (c_output) {
       PAGEDKV_RETURN_IF_ERROR(reader.Number(fields, *c_output, "output_tokens", &output));
     }
-    LatencySeries& s = SeriesFor(all, fields[c_policy]);
+    LatencySeries& s =
+        SeriesFor(all, RunLabel(fields[c_policy], c_router ? fields[*c_router] : ""));
     ++s.num_requests;
     // Negative times mean "not reached" (metrics.h): the request never got that far.
     if (ttft >= 0) s.ttft_s.push_back(ttft);

@@ -18,16 +18,26 @@
 
 namespace pagedkv::internal {
 
-// One entry of summary.json's "policies" array.
-struct ReportPolicy {
-  std::string name;  // "policy"
-  // Every numeric field of the object by key (booleans count as 0/1); absent keys are absent.
+// Numeric fields of one summary object by key (booleans count as 0/1); absent keys are absent.
+struct ReportNumbers {
   std::map<std::string, double> numbers;
-  // Every string field other than "policy".
-  std::map<std::string, std::string> strings;
   // The value of `key`, or NaN when absent.
   double Get(std::string_view key) const;
 };
+
+// One entry of summary.json's "policies" array: one run (a policy, behind a router for a
+// cluster run).
+struct ReportPolicy : ReportNumbers {
+  // The run's label: "policy", or "policy/router" when the entry names a router.
+  std::string name;
+  // Every string field other than "policy".
+  std::map<std::string, std::string> strings;
+  // A cluster run's "replicas" array, in order (empty otherwise).
+  std::vector<ReportNumbers> replicas;
+};
+
+// "paged" or "paged/prefix-aware": how runs are named across the three files.
+std::string RunLabel(std::string_view policy, std::string_view router);
 
 struct ReportSummary {
   std::string workload_name;    // workload.name ("" when absent)
@@ -42,9 +52,10 @@ struct ReportSummary {
 // wrong type (policies not an array, an entry without a string "policy", a non-numeric metric).
 absl::StatusOr<ReportSummary> ParseReportSummary(std::string_view text, std::string_view path);
 
-// timeline.csv of one policy, rows in file order.
+// timeline.csv of one run (policy, and router when the file has a router column), rows in file
+// order.
 struct TimelineSeries {
-  std::string policy;
+  std::string policy;  // the run label
   std::vector<double> time_s;
   std::vector<double> running;
   std::vector<double> waiting;  // empty when the column is absent
@@ -58,9 +69,9 @@ struct TimelineSeries {
 absl::StatusOr<std::vector<TimelineSeries>> ParseTimelineCsv(std::string_view text,
                                                              std::string_view path);
 
-// requests.csv of one policy.
+// requests.csv of one run.
 struct LatencySeries {
-  std::string policy;
+  std::string policy;          // the run label
   std::vector<double> ttft_s;  // requests that produced a first token (ttft_s >= 0)
   std::vector<double> tpot_s;  // completed requests with more than one output token
   int64_t num_requests = 0;    // rows of this policy

@@ -1,6 +1,7 @@
 #include "tests/block_manager/data_harness.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <initializer_list>
 
@@ -66,15 +67,17 @@ uint32_t ByteOpSource::Next(uint32_t bound) {
 }
 
 std::string HarnessCounters::ToString() const {
-  return absl::StrCat("ops=", ops, " ok=", ok, " failed=", failed, " adds=", adds,
-                      " appends=", appends, " batch_appends=", batch_appends, " forks=", forks,
-                      " reorders=", reorders, " rewinds=", rewinds, " frees=", frees,
-                      " swap_outs=", swap_outs, " swap_ins=", swap_ins, " crosses=", crosses,
-                      " bad_inputs=", bad_inputs, " readmits=", readmits,
-                      " partial_computes=", partial_computes, " poisoned_blocks=", poisoned_blocks,
-                      " prefix_hit_pages=", prefix_hit_pages, " host_hit_pages=", host_hit_pages,
-                      " cow_copies=", cow_copies, " evictions=", evictions,
-                      " host_offloads=", host_offloads, " verified_tokens=", verified_tokens);
+  return absl::StrCat(
+      "ops=", ops, " ok=", ok, " failed=", failed, " adds=", adds, " appends=", appends,
+      " batch_appends=", batch_appends, " forks=", forks, " reorders=", reorders,
+      " rewinds=", rewinds, " frees=", frees, " swap_outs=", swap_outs, " swap_ins=", swap_ins,
+      " crosses=", crosses, " bad_inputs=", bad_inputs, " readmits=", readmits,
+      " partial_computes=", partial_computes, " poisoned_blocks=", poisoned_blocks,
+      " remote_faults=", remote_faults, " remote_hit_pages=", remote_hit_pages,
+      " remote_writes=", remote_writes, " remote_misses_by_fault=", remote_misses_by_fault,
+      " prefix_hit_pages=", prefix_hit_pages, " host_hit_pages=", host_hit_pages,
+      " cow_copies=", cow_copies, " evictions=", evictions, " host_offloads=", host_offloads,
+      " verified_tokens=", verified_tokens);
 }
 
 absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOptions& options) {
@@ -114,6 +117,13 @@ absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOp
       options.host_tier ? (options.host_blocks > 0 ? options.host_blocks : derived) : 0;
   cfg.watermark = 0.0;
   cfg.enable_prefix_caching = options.prefix_caching;
+  if (options.remote) {
+    static std::atomic<uint64_t> next_store{0};
+    cfg.remote.url = absl::StrCat("memory://data-harness-", next_store.fetch_add(1));
+    cfg.remote.admit_hits = options.remote_admit_hits;
+    cfg.remote.timeout_us = 2000;
+    h->store_ = MemoryStore::Named(cfg.remote.url.substr(9));
+  }
   PAGEDKV_ASSIGN_OR_RETURN(h->bm_, BlockManager::Create(spec, cfg));
   // Poison every byte, so a page read before it was written is caught; and every block again
   // when it is allocated (its previous owner's bytes could be right by chance).
@@ -124,10 +134,17 @@ absl::StatusOr<std::unique_ptr<DataHarness>> DataHarness::Create(const HarnessOp
       std::memset(host->base(), 0x5A, host->total_bytes());
   }
   h->fresh_gpu_.resize(h->bm_->num_groups());
-  h->fresh_host_.resize(h->bm_->num_groups());
   DataHarness* raw = h.get();
+  // A host block is poisoned at once: nothing pending reads it (a block with a pending swap-in
+  // is pinned), and what fills it comes later (a swap-out op) or right after (a remote page
+  // staged by the manager). A GPU block waits for the step's swap-outs, which may still read an
+  // evicted block's old contents.
   h->bm_->TEST_SetAllocationHook([raw](int32_t group, Tier tier, BlockId block) {
-    (tier == Tier::kHost ? raw->fresh_host_ : raw->fresh_gpu_)[group].push_back(block);
+    if (tier == Tier::kHost) {
+      raw->Poison(true, group, block);
+    } else {
+      raw->fresh_gpu_[group].push_back(block);
+    }
   });
   std::mt19937 rng(12345);
   h->shared_prefixes_.resize(3);
@@ -247,10 +264,8 @@ absl::Status DataHarness::Flush(OpSource* src) {
         return Violation(absl::StrCat("copy source ", p.src, " is also a copy destination"));
       }
     }
-    // Fresh host blocks hold garbage until the swap_outs that write them; fresh GPU blocks after
-    // the swap_outs, which may still read an evicted block's previous contents.
-    for (BlockId b : fresh_host_[g]) Poison(true, g, b);
-    fresh_host_[g].clear();
+    // Fresh GPU blocks hold garbage after the swap_outs, which may still read an evicted block's
+    // previous contents.
     for (const BlockPair& p : go.swap_out) {
       std::memcpy(host->BlockData(p.dst), gpu.BlockData(p.src), bpb);
     }
@@ -351,6 +366,9 @@ absl::Status DataHarness::Flush(OpSource* src) {
   } else {
     const absl::Status st = bm_->MarkComputedBatch(ids, computed);
     if (!st.ok()) return Violation(absl::StrCat("MarkComputedBatch: ", st.ToString()));
+  }
+  if (store_ != nullptr && !bm_->FlushRemoteWrites(absl::Seconds(10))) {
+    return Violation("remote writes did not finish within 10 s");
   }
   for (SeqId id : cross_ids) {
     RefSeq& r = ref_[id];
@@ -455,6 +473,13 @@ absl::Status DataHarness::Drain() {
     }
   }
   counters_.prefix_hit_pages = st.prefix_hit_pages;
+  counters_.remote_hit_pages = st.prefix_remote_hit_pages;
+  if (store_ != nullptr) {
+    const RemoteTierStats rs = bm_->remote_stats();
+    counters_.remote_writes = rs.writes_done;
+    counters_.remote_misses_by_fault =
+        rs.miss_timeout + rs.miss_error + rs.miss_corrupt + rs.miss_foreign;
+  }
   counters_.host_hit_pages = st.prefix_host_hit_pages;
   counters_.cow_copies = st.cow_copies;
   counters_.host_offloads = st.host_offloads;
@@ -512,8 +537,14 @@ absl::Status DataHarness::Step(OpSource& src) {
     st = OpBadInput(src);
   } else if (pick < 98) {
     st = OpReadmit(src);
+  } else if (pick < 99 && store_ != nullptr) {
+    st = OpRemoteFault(src);
   } else {
     st = Flush(&src);
+  }
+  if (store_fault_ops_ > 0 && --store_fault_ops_ == 0) {
+    store_->TEST_SetDown(false);
+    store_->TEST_SetDelay(absl::ZeroDuration());
   }
   if (!st.ok()) {
     return absl::InternalError(absl::StrCat("op ", counters_.ops, ": ", st.message()));
@@ -550,8 +581,11 @@ absl::Status DataHarness::Admit(SeqId id, RefSeq r, EvictionPriority priority) {
     if (predicted.can_admit) return Violation("CanAdmit said yes, AddSequence failed");
     return absl::OkStatus();
   }
-  if (!predicted.can_admit || predicted.num_cached_tokens != info->num_cached_tokens ||
-      predicted.num_host_hit_pages != info->num_host_hit_pages) {
+  // CanAdmit asks no remote store: its pages come on top of the local hits it predicts.
+  if (!predicted.can_admit ||
+      predicted.num_cached_tokens != info->num_cached_tokens - info->num_remote_hit_pages * bs_ ||
+      predicted.num_host_hit_pages != info->num_host_hit_pages ||
+      (store_ == nullptr && info->num_remote_hit_pages != 0)) {
     return Violation(absl::StrCat("CanAdmit predicted can_admit=", predicted.can_admit,
                                   " cached=", predicted.num_cached_tokens, ", AddSequence took ",
                                   info->num_cached_tokens));
@@ -826,6 +860,40 @@ absl::Status DataHarness::OpCross(OpSource& src) {
   r.encoder_seed = src.Next(1u << 16) * 65537u + 1;
   r.cross_written = false;
   ++counters_.ok;
+  return absl::OkStatus();
+}
+
+absl::Status DataHarness::OpRemoteFault(OpSource& src) {
+  ++counters_.remote_faults;
+  std::vector<std::string> keys = store_->Keys();
+  std::sort(keys.begin(), keys.end());  // hash-map order is not seeded: keep replays exact
+  const std::string key = keys.empty() ? std::string() : keys[src.Next(keys.size())];
+  switch (src.Next(5)) {
+    case 0:
+      store_->TEST_Corrupt(key);
+      break;
+    case 1:
+      store_->TEST_Truncate(key, src.Next(200));
+      break;
+    case 2:
+      // A value that is a valid page, but of another page (another chain hash): a page of another
+      // model or prefix under this key.
+      if (keys.size() >= 2) {
+        const std::string& other = keys[src.Next(keys.size())];
+        if (other != key) {
+          store_->TEST_Put(key, store_->Get(other));
+        }
+      }
+      break;
+    case 3:
+      store_->TEST_SetDown(true);
+      store_fault_ops_ = 1 + static_cast<int32_t>(src.Next(4));
+      break;
+    default:
+      store_->TEST_SetDelay(absl::Milliseconds(3));  // longer than the 2 ms deadline
+      store_fault_ops_ = 1;
+      break;
+  }
   return absl::OkStatus();
 }
 

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "pagedkv/block_manager/block_manager.h"
+#include "pagedkv/remote/memory_store.h"
 
 namespace pagedkv::testing {
 
@@ -54,6 +55,12 @@ struct HarnessOptions {
   int32_t max_live_seqs = 16;
   // Full data + CheckInvariants check every this many operations (and at the end of Run).
   int32_t verify_every = 8;
+  // A remote tier on an in-process store of its own (needs prefix caching and a host tier):
+  // evicted host pages are written there, later prompts load them, and faults are injected into
+  // the store (corrupted, truncated and foreign values, the store down or slower than the
+  // deadline). Writes are flushed after every step, so a seed replays exactly.
+  bool remote = false;
+  int32_t remote_admit_hits = 0;
 };
 
 // Where operation choices come from: a seeded PRNG (tests) or fuzzer bytes.
@@ -95,7 +102,8 @@ struct HarnessCounters {
   uint64_t failed = 0;  // calls that returned an expected error (state checked unchanged)
   uint64_t adds = 0, appends = 0, batch_appends = 0, forks = 0, reorders = 0, rewinds = 0,
            frees = 0, swap_outs = 0, swap_ins = 0, crosses = 0, bad_inputs = 0, readmits = 0,
-           partial_computes = 0, poisoned_blocks = 0;
+           partial_computes = 0, poisoned_blocks = 0, remote_faults = 0;
+  uint64_t remote_hit_pages = 0, remote_writes = 0, remote_misses_by_fault = 0;
   uint64_t prefix_hit_pages = 0, host_hit_pages = 0, cow_copies = 0, evictions = 0,
            host_offloads = 0, window_releases = 0;
   uint64_t verified_tokens = 0;
@@ -164,6 +172,8 @@ class DataHarness {
   absl::Status OpBadInput(OpSource& src);
   // Preemption by recompute: frees a sequence and admits its tokens again under a new id.
   absl::Status OpReadmit(OpSource& src);
+  // Breaks the remote store for a while (one of the faults above).
+  absl::Status OpRemoteFault(OpSource& src);
   // AddSequence of r.tokens with r's keys, checked against CanAdmit; on success r is live.
   absl::Status Admit(SeqId id, RefSeq r, EvictionPriority priority);
   // Computes everything `id` has pending (an engine finishes a prefill before it decodes).
@@ -180,9 +190,11 @@ class DataHarness {
   std::vector<std::vector<TokenId>> shared_prefixes_;
   CacheOps ops_;
   BatchLayout layout_;
-  // Blocks allocated since the last Flush, per group: poisoned there (host ones before the
-  // swap_outs that write them, GPU ones after the swap_outs that may read them).
-  std::vector<std::vector<BlockId>> fresh_gpu_, fresh_host_;
+  // GPU blocks allocated since the last Flush, per group: poisoned there, after the swap_outs
+  // that may read them (host blocks are poisoned when allocated).
+  std::vector<std::vector<BlockId>> fresh_gpu_;
+  std::shared_ptr<MemoryStore::Shared> store_;  // the remote tier's contents (remote only)
+  int32_t store_fault_ops_ = 0;                 // ops left with the store down or slow
   HarnessCounters counters_;
 };
 

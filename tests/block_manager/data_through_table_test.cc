@@ -17,12 +17,14 @@ struct DataCase {
   HarnessModel model;
   int32_t block_size;
   bool prefix_caching;
+  bool remote = false;
 };
 
 std::string CaseName(const ::testing::TestParamInfo<DataCase>& info) {
   return std::string(HarnessModelName(info.param.model)) + "_bs" +
          std::to_string(info.param.block_size) +
-         (info.param.prefix_caching ? "_prefix" : "_noprefix");
+         (info.param.prefix_caching ? "_prefix" : "_noprefix") +
+         (info.param.remote ? "_remote" : "");
 }
 
 std::vector<DataCase> AllCases() {
@@ -34,6 +36,7 @@ std::vector<DataCase> AllCases() {
     cases.push_back({HarnessModel::kSliding, bs, false});
     cases.push_back({HarnessModel::kFullSliding, bs, false});
     cases.push_back({HarnessModel::kCross, bs, true});
+    cases.push_back({HarnessModel::kShares, bs, true, /*remote=*/true});
   }
   return cases;
 }
@@ -56,6 +59,8 @@ TEST_P(DataThroughTableTest, EverySequenceReadsBackItsOwnValues) {
   o.model = c.model;
   o.block_size = c.block_size;
   o.prefix_caching = c.prefix_caching;
+  o.remote = c.remote;
+  o.remote_admit_hits = static_cast<int32_t>(seed % 2);
   auto h = DataHarness::Create(o);
   ASSERT_TRUE(h.ok()) << h.status();
   RandomOpSource src(seed);
@@ -81,6 +86,12 @@ TEST_P(DataThroughTableTest, EverySequenceReadsBackItsOwnValues) {
   if (c.prefix_caching) {
     EXPECT_GT(n.prefix_hit_pages, 0u);
     EXPECT_GT(n.host_offloads, 0u);
+  }
+  if (c.remote) {  // pages went to the store and came back; injected faults only cost misses
+    EXPECT_GT(n.remote_writes, 0u);
+    EXPECT_GT(n.remote_hit_pages, 0u);
+    EXPECT_GT(n.remote_faults, 0u);
+    EXPECT_GT(n.remote_misses_by_fault, 0u);
   }
 }
 

@@ -33,8 +33,10 @@ ModelSpec Small(std::vector<LayerSpec> layers) {
 
 TEST(ModelSpecPresetTest, EveryPresetValidatesAndRoundTripsThroughJson) {
   const std::vector<std::string> names = ModelSpec::PresetNames();
-  EXPECT_THAT(names, ElementsAre("llama-2-7b", "llama-3-8b", "llama-3-70b", "mistral-7b",
-                                 "qwen2.5-1.5b", "phi-4-mini", "gemma-hybrid", "whisper-large-v3"));
+  EXPECT_THAT(names,
+              ElementsAre("llama-2-7b", "llama-3-8b", "llama-3-70b", "mistral-7b", "qwen2.5-1.5b",
+                          "phi-4-mini", "gemma-hybrid", "whisper-large-v3", "opt-13b", "opt-66b",
+                          "llama-3.1-8b", "llama-3.1-70b", "qwen2.5-7b", "gemma-2-9b"));
   for (const std::string& name : names) {
     SCOPED_TRACE(name);
     ModelSpec spec = MustPreset(name);
@@ -50,22 +52,56 @@ TEST(ModelSpecPresetTest, EveryPresetValidatesAndRoundTripsThroughJson) {
 TEST(ModelSpecPresetTest, ShapesMatchTheDesign) {
   struct Shape {
     const char* name;
-    int layers, q, kv, dim;
+    int layers, q, kv, dim, context;
   };
   for (const Shape& s :
-       {Shape{"llama-2-7b", 32, 32, 32, 128}, Shape{"llama-3-8b", 32, 32, 8, 128},
-        Shape{"llama-3-70b", 80, 64, 8, 128}, Shape{"mistral-7b", 32, 32, 8, 128},
-        Shape{"qwen2.5-1.5b", 28, 12, 2, 128}, Shape{"phi-4-mini", 32, 24, 8, 128},
-        Shape{"gemma-hybrid", 26, 8, 4, 256}, Shape{"whisper-large-v3", 64, 20, 20, 64}}) {
+       {Shape{"llama-2-7b", 32, 32, 32, 128, 4096}, Shape{"llama-3-8b", 32, 32, 8, 128, 8192},
+        Shape{"llama-3-70b", 80, 64, 8, 128, 8192}, Shape{"mistral-7b", 32, 32, 8, 128, 32768},
+        Shape{"qwen2.5-1.5b", 28, 12, 2, 128, 32768}, Shape{"phi-4-mini", 32, 24, 8, 128, 131072},
+        Shape{"gemma-hybrid", 26, 8, 4, 256, 8192}, Shape{"whisper-large-v3", 64, 20, 20, 64, 448},
+        Shape{"opt-13b", 40, 40, 40, 128, 2048}, Shape{"opt-66b", 64, 72, 72, 128, 2048},
+        Shape{"llama-3.1-8b", 32, 32, 8, 128, 131072},
+        Shape{"llama-3.1-70b", 80, 64, 8, 128, 131072}, Shape{"qwen2.5-7b", 28, 28, 4, 128, 32768},
+        Shape{"gemma-2-9b", 42, 16, 8, 256, 8192}}) {
     SCOPED_TRACE(s.name);
     ModelSpec spec = MustPreset(s.name);
     EXPECT_EQ(spec.num_layers(), s.layers);
     EXPECT_EQ(spec.num_q_heads, s.q);
     EXPECT_EQ(spec.num_kv_heads, s.kv);
     EXPECT_EQ(spec.head_dim, s.dim);
+    EXPECT_EQ(spec.max_context_tokens, s.context);
   }
+  // Gemma-2-9B alternates sliding-window (even) and full (odd) layers: two KV groups of 21.
+  const std::vector<KvGroup> gemma = MustPreset("gemma-2-9b").Groups();
+  ASSERT_EQ(gemma.size(), 2u);
+  EXPECT_EQ(gemma[0].kind, AttentionKind::kSliding);
+  EXPECT_EQ(gemma[0].window_tokens, 4096);
+  EXPECT_EQ(gemma[0].layers.size(), 21u);
+  EXPECT_EQ(gemma[0].layers[1], 2);
+  EXPECT_EQ(gemma[1].kind, AttentionKind::kFull);
+  EXPECT_EQ(gemma[1].layers.front(), 1);
+  // OPT-13B: 800 KiB of fp16 KV per token.
+  EXPECT_EQ(MustPreset("opt-13b").BytesPerTokenPerLayer() * 40, 819200u);
   EXPECT_EQ(MustPreset("llama-2-7b").BytesPerTokenPerLayer(), 2u * 32 * 128 * 2);
   EXPECT_EQ(MustPreset("llama-3-8b").BytesPerTokenPerLayer(), 2u * 8 * 128 * 2);
+}
+
+TEST(ModelSpecJsonTest, ContextLengthIsOptional) {
+  absl::StatusOr<ModelSpec> spec = ModelSpec::FromJson(
+      R"({"num_q_heads": 4, "num_kv_heads": 2, "head_dim": 8, "num_layers": 2,
+          "max_context_tokens": 1024})");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->max_context_tokens, 1024);
+  EXPECT_NE(spec->ToJson().find("\"max_context_tokens\":1024"), std::string::npos);
+  spec = ModelSpec::FromJson(R"({"num_q_heads": 4, "num_kv_heads": 2, "head_dim": 8,
+                                 "num_layers": 2})");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->max_context_tokens, 0);
+  EXPECT_EQ(spec->ToJson().find("max_context_tokens"), std::string::npos);
+  spec = ModelSpec::FromJson(R"({"num_q_heads": 4, "num_kv_heads": 2, "head_dim": 8,
+                                 "num_layers": 2, "max_context_tokens": -5})");
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find("max_context_tokens"), std::string::npos);
 }
 
 TEST(ModelSpecPresetTest, PlainModelsHaveOneFullGroup) {

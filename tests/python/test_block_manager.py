@@ -349,3 +349,41 @@ def test_regression_same_step_admission_hits_no_uncomputed_page():
     with pytest.raises(KeyError):
         bm.mark_computed(99, 1)
     bm.check_invariants()
+
+
+def test_remote_tier_shares_pages_between_managers():
+    # Two managers (two engines) on one in-process store: the second loads the pages the first
+    # computed and evicted. (tests/remote runs the same on real Redis servers and clusters.)
+    def manager():
+        cfg = pagedkv.CacheConfig(block_size_tokens=4, gpu_num_blocks=8, host_num_blocks=8,
+                                  enable_prefix_caching=True, gpu_tier=pagedkv.Tier.HOST)
+        cfg.remote.url = "memory://python-remote-test"
+        cfg.remote.admit_hits = 0
+        return pagedkv.BlockManager(toy_spec(num_layers=1), cfg)
+
+    a, b = manager(), manager()
+    assert a.has_remote_tier and a.config.remote.url == "memory://python-remote-test"
+    prompt = list(range(500, 517))  # 4 full pages + 1 token
+    a.add_sequence(1, prompt)
+    a.take_cache_ops()
+    a.mark_computed(1, len(prompt))
+    a.free(1)
+    for r in range(6):  # other prompts push it out of GPU and host
+        a.add_sequence(10 + r, list(range(1000 * (r + 2), 1000 * (r + 2) + 17)))
+        pagedkv.execute_cache_ops(a, a.take_cache_ops())
+        a.mark_computed(10 + r, 17)
+        a.free(10 + r)
+        pagedkv.execute_cache_ops(a, a.take_cache_ops())
+    assert a.flush_remote_writes(10.0)
+    assert a.remote_stats().writes_done >= 4
+    info = b.add_sequence(7, prompt)
+    assert info.num_remote_hit_pages == 4 and info.num_cached_tokens == 16
+    assert b.remote_stats().hit_pages == 4
+    assert b.stats().prefix_remote_hit_pages == 4
+    bad = pagedkv.CacheConfig(block_size_tokens=4, gpu_num_blocks=8)
+    bad.remote.url = "memory://x"
+    with pytest.raises(ValueError, match="host"):
+        pagedkv.BlockManager(toy_spec(num_layers=1), bad)
+    bad.remote.url = "nope://"
+    with pytest.raises(ValueError, match="remote.url"):
+        bad.validate()

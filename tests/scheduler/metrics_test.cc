@@ -99,11 +99,11 @@ TEST(MetricsTest, WritesTheContractFiles) {
   ASSERT_TRUE(WriteSimulationOutputs(dir, info, {r}).ok());
   EXPECT_EQ(FirstLine(dir + "/timeline.csv"),
             "policy,step,time_s,running,waiting,swapped,batch_tokens,capacity_tokens,used_tokens,"
-            "reserved_unused_tokens,internal_frag_tokens,external_frag_tokens,"
+            "reserved_unused_tokens,internal_frag_tokens,external_frag_tokens,rounding_tokens,"
             "shared_saved_tokens,preemptions_total");
   EXPECT_EQ(FirstLine(dir + "/requests.csv"),
             "policy,request_id,arrival_s,first_token_s,finish_s,ttft_s,tpot_s,prompt_tokens,"
-            "output_tokens,preemptions");
+            "output_tokens,preemptions,prefix_cached_tokens");
   std::ifstream f(dir + "/summary.json");
   const nlohmann::json j = nlohmann::json::parse(f);
   EXPECT_EQ(j["workload"]["name"], "w");
@@ -132,7 +132,13 @@ TEST(MetricsTest, WritesTheContractFiles) {
                           "max_batch_size",
                           "prefix_hit_rate",
                           "capacity_tokens",
-                          "makespan_s"}) {
+                          "makespan_s",
+                          "requests_rejected_too_long",
+                          "rounding_mean",
+                          "prefix_reuse_ratio",
+                          "remote_hit_rate",
+                          "prompt_tokens_computed",
+                          "busy_s"}) {
     EXPECT_TRUE(j["policies"][0].contains(key)) << key;
   }
   std::ifstream req(dir + "/requests.csv");
@@ -141,6 +147,43 @@ TEST(MetricsTest, WritesTheContractFiles) {
   std::getline(req, line);
   EXPECT_EQ(line.substr(0, 8), "paged,7,");
   EXPECT_NE(WriteSimulationOutputs("/proc/no/such/dir", info, {r}).code(), absl::StatusCode::kOk);
+}
+
+// A cluster run: the router and replica columns, and one object per replica in summary.json.
+TEST(MetricsTest, ClusterRunsNameTheirRouterAndReplicas) {
+  PolicyRunResult r;
+  r.summary.policy = "paged";
+  r.summary.router = "prefix-aware";
+  r.timeline = {TimelineRow{.capacity_tokens = 128}};
+  r.requests.push_back({.request_id = 3, .prefix_cached_tokens = 16, .replica = 1});
+  for (int32_t i = 0; i < 2; ++i) {
+    PolicySummary rep;
+    rep.policy = "paged";
+    rep.router = "prefix-aware";
+    rep.replica = i;
+    rep.requests_total = i + 1;
+    r.replicas.push_back(rep);
+  }
+  SimulationInfo info;
+  info.num_replicas = 2;
+  const std::string dir = std::string(PAGEDKV_TEST_OUTPUT_DIR) + "/metrics_test_cluster";
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WriteSimulationOutputs(dir, info, {r}).ok());
+  EXPECT_EQ(FirstLine(dir + "/timeline.csv").substr(0, 19), "policy,router,step,");
+  EXPECT_EQ(FirstLine(dir + "/requests.csv").substr(0, 33), "policy,router,replica,request_id,");
+  std::ifstream req(dir + "/requests.csv");
+  std::string header, line;
+  std::getline(req, header);
+  std::getline(req, line);
+  EXPECT_EQ(line.substr(0, 23), "paged,prefix-aware,1,3,");
+  EXPECT_EQ(line.substr(line.size() - 3), ",16");
+  std::ifstream f(dir + "/summary.json");
+  const nlohmann::json j = nlohmann::json::parse(f);
+  EXPECT_EQ(j["num_replicas"], 2);
+  EXPECT_EQ(j["policies"][0]["router"], "prefix-aware");
+  ASSERT_EQ(j["policies"][0]["replicas"].size(), 2u);
+  EXPECT_EQ(j["policies"][0]["replicas"][1]["replica"], 1);
+  EXPECT_EQ(j["policies"][0]["replicas"][1]["requests_total"], 2);
 }
 
 }  // namespace

@@ -128,7 +128,7 @@ TEST(ReportTest, WasteBreakdownStacksEachPolicysShares) {
   const std::string svg = Svg(RenderOrDie(TestData("report_basic")), "waste-chart");
   ASSERT_FALSE(svg.empty());
   EXPECT_EQ(Count(svg, "<g class=\"bar\""), 3);
-  EXPECT_EQ(Count(svg, "class=\"legend-item\""), 5);
+  EXPECT_EQ(Count(svg, "class=\"legend-item\""), 6);  // used .. buddy rounding .. free
   // paged: used, internal, free (its reserved and external shares are 0 and not drawn).
   const size_t paged = svg.find("data-category=\"paged\"");
   const size_t cmax = svg.find("data-category=\"contiguous-max\"");
@@ -141,6 +141,31 @@ TEST(ReportTest, WasteBreakdownStacksEachPolicysShares) {
   EXPECT_THAT(cmax_bar, HasSubstr("data-segment=\"reserved but unused\""));
   EXPECT_THAT(cmax_bar, HasSubstr("data-segment=\"external fragmentation\""));
   EXPECT_THAT(cmax_bar, HasSubstr("reserved but unused 66.0%"));
+}
+
+// A cluster run: runs are named policy/router in every plot and table, and the cluster section
+// shows where prompt tokens came from and how the requests were spread, with a table per run.
+TEST(ReportTest, ClusterSectionExplainsTheRouters) {
+  const std::string html = RenderOrDie(TestData("report_cluster"));
+  EXPECT_THAT(html, HasSubstr("id=\"section-cluster\""));
+  EXPECT_THAT(html, HasSubstr("id=\"cluster-table\""));
+  // The timeline and latency plots have one series per run, not one per policy.
+  EXPECT_EQ(Count(Svg(html, "utilization-chart"), "<polyline class=\"series-line\""), 2);
+  EXPECT_EQ(Count(Svg(html, "ttft-chart"), "<polyline class=\"series-line\""), 2);
+  EXPECT_THAT(html, HasSubstr("paged/prefix-aware"));
+  const std::string sources = Svg(html, "cluster-chart");
+  ASSERT_FALSE(sources.empty());
+  EXPECT_EQ(Count(sources, "<g class=\"bar\""), 2);
+  // prefix-aware: 62.5% local cache, 12.5% remote tier, 25% computed.
+  EXPECT_THAT(sources, HasSubstr("a replica&#39;s prefix cache 62.5%"));
+  EXPECT_THAT(sources, HasSubstr("the remote tier 12.5%"));
+  EXPECT_THAT(sources, HasSubstr("computed (prefill) 25.0%"));
+  const std::string balance = Svg(html, "cluster-balance-chart");
+  EXPECT_THAT(balance, HasSubstr("replica 0 75.0%"));  // prefix-aware sent 3 of 4 to replica 0
+  EXPECT_EQ(Count(html, "<details>"), 2);
+  EXPECT_THAT(html, HasSubstr("<td>1 / 3</td>"));  // fewest / most requests per replica
+  // A one-replica report has no cluster section.
+  EXPECT_THAT(RenderOrDie(TestData("report_basic")), Not(HasSubstr("section-cluster")));
 }
 
 TEST(ReportTest, CoordinatesMapDataExactly) {

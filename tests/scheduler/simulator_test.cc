@@ -172,8 +172,45 @@ TEST(SimulatorTest, PrefixHitRateFromSharedHashes) {
   EXPECT_EQ(r.summary.requests_completed, 2);
   // 32 of the 80 prompt tokens looked up were found.
   EXPECT_NEAR(r.summary.prefix_hit_rate, 32.0 / 80.0, 1e-12);
+  // Per request (requests.csv) and at first admission.
+  EXPECT_EQ(r.requests[0].prefix_cached_tokens, 0);
+  EXPECT_EQ(r.requests[1].prefix_cached_tokens, 32);
+  EXPECT_NEAR(r.summary.prefix_reuse_ratio, 32.0 / 80.0, 1e-12);
+  EXPECT_EQ(r.summary.prompt_tokens_computed, 80 - 32);
   c.enable_prefix_caching = false;
   EXPECT_EQ(RunSim(w, c).summary.prefix_hit_rate, 0.0);
+}
+
+// The first-admission reuse ratio counts a request's prefix hits once. A's prefix pages are cached
+// when D (same prefix), C and B (same prefix) arrive together; memory runs short while they
+// decode, and the newest, B, is preempted (recompute) and re-admitted while D still holds the
+// shared pages: B hits them again. The hit rate counts both of B's lookups, the reuse ratio only
+// the first.
+TEST(SimulatorTest, PrefixReuseRatioCountsFirstAdmissionsOnly) {
+  Workload w;
+  w.name = "reuse";
+  Request a = Req(0, 0, 40, 2);
+  a.prefix_block_hashes = {11, 12};
+  a.hash_block_tokens = 16;
+  Request d = a;
+  d.request_id = 1;
+  d.arrival_time_s = 1.0;
+  d.output_tokens = 40;
+  Request c = Req(2, 1.0, 16, 40);
+  Request b = a;
+  b.request_id = 3;
+  b.arrival_time_s = 1.0;
+  b.output_tokens = 20;
+  w.requests = {a, d, c, b};
+  SimulatorConfig cfg = Config(PolicyKind::kPaged, 128, 128);
+  cfg.enable_prefix_caching = true;
+  const PolicyRunResult r = RunSim(w, cfg);
+  EXPECT_EQ(r.summary.requests_completed, 4);
+  EXPECT_GE(r.requests[3].preemptions, 1);
+  EXPECT_EQ(r.requests[1].prefix_cached_tokens, 32);
+  EXPECT_EQ(r.requests[3].prefix_cached_tokens, 32);
+  EXPECT_NEAR(r.summary.prefix_reuse_ratio, 64.0 / 136.0, 1e-12);
+  EXPECT_GT(r.summary.prefix_hit_rate, r.summary.prefix_reuse_ratio);
 }
 
 // Requests longer than max_model_len are rejected by every policy.
@@ -210,13 +247,75 @@ TEST(SimulatorTest, SizingFromGpuMemoryAndWeights) {
   Workload w = OneRequest();
   absl::StatusOr<SimulatorSizing> s = ComputeSizing(w, c);
   ASSERT_TRUE(s.ok()) << s.status();
-  // 0.9 x 80e9 - 6.738e9 x 2 bytes of weights, at 512 KiB per token.
+  // 0.9 x 80 GiB - 6.738e9 x 2 bytes of weights, at 512 KiB per token.
   EXPECT_EQ(s->kv_bytes_per_token, 524288u);
-  EXPECT_NEAR(static_cast<double>(s->kv_budget_bytes), 0.9 * 80e9 - 2 * 6.738e9, 2.0);
-  EXPECT_EQ(s->capacity_tokens, 111625);
-  EXPECT_EQ(s->max_model_len, 8 + 5);
+  EXPECT_NEAR(static_cast<double>(s->kv_budget_bytes), 0.9 * 80 * 1073741824.0 - 2 * 6.738e9, 2.0);
+  EXPECT_EQ(s->capacity_tokens, 121752);
+  EXPECT_EQ(s->max_model_len, 4096);  // Llama-2's context, not the workload's longest request
+  c.max_model_len = 2048;
+  EXPECT_EQ(ComputeSizing(w, c)->max_model_len, 2048);
+  c.max_model_len = 8192;  // beyond the model's context
+  absl::StatusOr<SimulatorSizing> too_long = ComputeSizing(w, c);
+  EXPECT_EQ(too_long.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_long.status().message().find("4096"), std::string::npos);
+  c.max_model_len = 0;
   c.gpu_memory_bytes = 10'000'000'000ull;  // smaller than the weights / 0.9
   EXPECT_EQ(ComputeSizing(w, c).status().code(), absl::StatusCode::kInvalidArgument);
+  // A model without a known context falls back to the workload's longest request.
+  c.gpu_memory_bytes = 0;
+  c.model.max_context_tokens = 0;
+  EXPECT_EQ(ComputeSizing(w, c)->max_model_len, 8 + 5);
+}
+
+// The PagedAttention paper's setting: OPT-13B on an A100-40GB keeps 12 GiB for KV, about 15.7K
+// token slots (the paper's Table 1), with vLLM's 0.9 memory fraction.
+TEST(SimulatorTest, SizingOfThePapersSetting) {
+  SimulatorConfig c;
+  c.model = *ModelSpec::Preset("opt-13b");
+  c.gpu = *GpuSpec::Preset("a100-40gb");
+  c.compute = *ModelCompute::ForModel(c.model);
+  absl::StatusOr<SimulatorSizing> s = ComputeSizing(OneRequest(), c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->kv_bytes_per_token, 2u * 40 * 5120 * 2);  // 800 KiB
+  EXPECT_EQ(s->max_model_len, 2048);
+  EXPECT_NEAR(static_cast<double>(s->kv_budget_bytes) / (1u << 30), 12.06, 0.01);
+  EXPECT_EQ(s->capacity_tokens, 15806);
+}
+
+// With max_model_len 4096, a request of 4000 + 97 tokens is rejected (and counted as too long);
+// 4000 + 96 is served.
+TEST(SimulatorTest, MaxModelLenAppliesToPromptPlusOutput) {
+  Workload w;
+  w.name = "edge";
+  w.requests = {Req(0, 0, 4000, 97), Req(1, 0, 4000, 96), Req(2, 0, 8, 2)};
+  for (PolicyKind kind : {PolicyKind::kPaged, PolicyKind::kContiguousMax, PolicyKind::kOrcaPow2}) {
+    SCOPED_TRACE(std::string(PolicyKindName(kind)));
+    const PolicyRunResult r = RunSim(w, Config(kind, 20000, 4096));
+    EXPECT_EQ(r.summary.requests_rejected, 1);
+    EXPECT_EQ(r.summary.requests_rejected_too_long, 1);
+    EXPECT_EQ(r.summary.requests_completed, 2);
+    ASSERT_EQ(r.requests.size(), 3u);
+    EXPECT_TRUE(r.requests[0].rejected_too_long);
+    EXPECT_TRUE(r.requests[1].completed());
+  }
+}
+
+// A model preset's context length bounds requests by default: Llama-2-7B (4096) rejects a
+// 14,000-token request and counts it; a memory rejection is not counted as too long.
+TEST(SimulatorTest, ModelContextRejectsLongRequests) {
+  Workload w;
+  w.name = "long";
+  w.requests = {Req(0, 0, 14000, 100), Req(1, 0, 100, 10)};
+  SimulatorConfig c = Config(PolicyKind::kPaged, 50000, 0);
+  c.model = *ModelSpec::Preset("llama-2-7b");
+  c.kv_budget_bytes = 50000ull * 524288;
+  const PolicyRunResult r = RunSim(w, c);
+  EXPECT_EQ(r.summary.requests_rejected_too_long, 1);
+  EXPECT_EQ(r.summary.requests_completed, 1);
+  c.kv_budget_bytes = 50ull * 524288;  // 50 tokens: the 110-token request never fits
+  const PolicyRunResult small = RunSim(w, c);
+  EXPECT_EQ(small.summary.requests_rejected, 2);
+  EXPECT_EQ(small.summary.requests_rejected_too_long, 1);
 }
 
 // A synthetic workload under memory pressure: every policy completes every request, and a
@@ -258,6 +357,24 @@ TEST(SimulatorTest, SwapModeCompletesWithSwapBytes) {
   EXPECT_EQ(r.summary.requests_completed, 60);
   EXPECT_GT(r.summary.preemptions, 0);
   EXPECT_GT(r.summary.swap_bytes, 0u);
+}
+
+// Swap space is simulated like the GPU pool: 64 GiB of it (more than a CI machine's memory) is
+// accepted, and so is 1 TiB, without allocating host memory.
+TEST(SimulatorTest, SwapSpaceIsNotLimitedByThisMachinesMemory) {
+  absl::StatusOr<Workload> w =
+      LoadWorkload("synthetic:n=60,rate=500,prompt=uniform:10:100,output=uniform:20:80,seed=4");
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (uint64_t swap : {64ull << 30, 1ull << 40}) {
+    SimulatorConfig c = Config(PolicyKind::kPaged, 640, 0);
+    c.model = *ModelSpec::Preset("llama-2-7b");  // 512 KiB per token: 64 GiB = 8192 pages of 16
+    c.kv_budget_bytes = 640ull * 524288;
+    c.scheduler.preemption_mode = PreemptionMode::kSwap;
+    c.swap_space_bytes = swap;
+    const PolicyRunResult r = RunSim(*w, c);
+    EXPECT_EQ(r.summary.requests_completed, 60);
+    EXPECT_GT(r.summary.swap_bytes, 0u);
+  }
 }
 
 }  // namespace

@@ -29,18 +29,33 @@ GpuSpec Gpu() {
 }
 
 TEST(GpuSpecTest, PresetsAndAliases) {
-  for (const char* name : {"h100", "H100", "a100-80gb", "a100", "l4"}) {
+  for (const std::string& name : GpuSpec::PresetNames()) {
     absl::StatusOr<GpuSpec> g = GpuSpec::Preset(name);
     ASSERT_TRUE(g.ok()) << name << ": " << g.status();
-    EXPECT_GT(g->peak_flops_per_s, 0);
-    EXPECT_GT(g->hbm_bytes_per_s, 0);
-    EXPECT_GT(g->memory_bytes, 0u);
+    EXPECT_GT(g->peak_flops_per_s, 0) << name;
+    EXPECT_GT(g->hbm_bytes_per_s, 0) << name;
+    EXPECT_GT(g->host_link_bytes_per_s, 0) << name;
+    EXPECT_GT(g->memory_bytes, 0u) << name;
+    EXPECT_FALSE(g->memory_stated.empty()) << name;
+    EXPECT_FALSE(g->source.empty()) << name;
   }
+  EXPECT_EQ(GpuSpec::PresetNames(),
+            (std::vector<std::string>{"a100-40gb", "a100-80gb", "l4", "l40s", "h100-pcie", "h100",
+                                      "h200", "b200", "mi300x"}));
   EXPECT_EQ(GpuSpec::Preset("a100")->name, "a100-80gb");
-  EXPECT_EQ(GpuSpec::Preset("h100")->memory_bytes, 80'000'000'000ull);
-  EXPECT_EQ(GpuSpec::Preset("l4")->memory_bytes, 24'000'000'000ull);
+  EXPECT_EQ(GpuSpec::Preset("H100")->name, "h100");
+  EXPECT_EQ(GpuSpec::Preset("h100-sxm")->name, "h100");
+  // The vendor's "80GB" of HBM is 80 GiB: 10% more KV than 80e9 bytes would give.
+  constexpr uint64_t kGiB = uint64_t{1} << 30;
+  EXPECT_EQ(GpuSpec::Preset("h100")->memory_bytes, 80 * kGiB);
+  EXPECT_EQ(GpuSpec::Preset("h100")->memory_stated, "80GB HBM3");
+  EXPECT_EQ(GpuSpec::Preset("a100-40gb")->memory_bytes, 40 * kGiB);
+  EXPECT_EQ(GpuSpec::Preset("h200")->memory_bytes, 141 * kGiB);
+  EXPECT_EQ(GpuSpec::Preset("mi300x")->memory_bytes, 192 * kGiB);
+  EXPECT_DOUBLE_EQ(GpuSpec::Preset("a100-40gb")->hbm_bytes_per_s, 1.555e12);
+  EXPECT_DOUBLE_EQ(GpuSpec::Preset("a100-80gb")->hbm_bytes_per_s, 2.039e12);
+  EXPECT_DOUBLE_EQ(GpuSpec::Preset("h100")->peak_flops_per_s, 989.4e12);
   EXPECT_EQ(GpuSpec::Preset("v100").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(GpuSpec::PresetNames().size(), 3u);
 }
 
 TEST(ModelComputeTest, KnownPresetsAndCustomParams) {

@@ -227,12 +227,15 @@ TEST(PagedkvCliTest, ListModels) {
   for (const std::string& name : pagedkv::ModelSpec::PresetNames()) {
     EXPECT_THAT(r.out, HasSubstr(name));
   }
+  EXPECT_THAT(r.out, HasSubstr(" context "));
+  EXPECT_THAT(r.out, HasSubstr("131072"));  // the Llama-3.1 context
   r = RunCli({"size", "--list-models", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   nlohmann::json j = ParseJson(r);
   ASSERT_TRUE(j.is_array());
   EXPECT_EQ(j.size(), pagedkv::ModelSpec::PresetNames().size());
   EXPECT_EQ(j[0]["name"], "llama-2-7b");
+  EXPECT_EQ(j[0]["max_context_tokens"], 4096);
 }
 
 TEST(PagedkvCliTest, LogLevelFlagAndEnvironment) {

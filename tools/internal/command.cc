@@ -7,8 +7,8 @@
 
 namespace pagedkv::cli {
 
-void AddCommonFlags(ArgParser& parser) {
-  parser.AddCustom(
+void AddCommonFlags(FlagSet& flags) {
+  flags.AddCustom(
       "log-level", "LEVEL", "log level: off|error|warn|info|debug|trace",
       [](std::string_view level) -> absl::Status {
         if (absl::Status s = SetLogLevel(level); !s.ok()) {
@@ -25,12 +25,11 @@ int ReportError(const CommandContext& ctx, std::string_view command, const absl:
   return exit_code;
 }
 
-int ParseOrReport(ArgParser& parser, absl::Span<const std::string> args,
-                  const CommandContext& ctx) {
-  absl::StatusOr<ParsedArgs> parsed = parser.Parse(args);
-  if (!parsed.ok()) return ReportError(ctx, parser.command(), parsed.status(), kExitUsage);
+int ParseOrReport(FlagSet& flags, absl::Span<const std::string> args, const CommandContext& ctx) {
+  absl::StatusOr<ParsedArgs> parsed = flags.Parse(args);
+  if (!parsed.ok()) return ReportError(ctx, flags.command(), parsed.status(), kExitUsage);
   if (parsed->help) {
-    ctx.out << parser.Help();
+    ctx.out << flags.Help();
     return kHelpShown;
   }
   return kExitOk;

@@ -1,5 +1,5 @@
 // The `pagedkv` subcommand table. A subcommand is one function plus one row in kCommands
-// (tools/main.cc); its flags and --help come from an ArgParser it builds itself.
+// (tools/main.cc); its flags and --help come from a FlagSet (flags.h, on CLI11) it builds itself.
 //
 //   int RunSize(const CommandContext& ctx, absl::Span<const std::string> args);
 //   {"size", "KV-cache bytes per token/block/sequence and what a GPU budget holds", RunSize},
@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "pagedkv/core/model_spec.h"
-#include "tools/internal/arg_parser.h"
+#include "tools/internal/flags.h"
 
 namespace pagedkv::cli {
 
@@ -37,13 +37,13 @@ struct Command {
 };
 
 // Flags every subcommand accepts: --log-level LEVEL (same as the global option).
-void AddCommonFlags(ArgParser& parser);
+void AddCommonFlags(FlagSet& flags);
 
-// Runs `parser` over `args`. Returns kExitOk to continue, or the exit code to return at once:
+// Runs `flags` over `args`. Returns kExitOk to continue, or the exit code to return at once:
 // kExitUsage after printing the error (naming the flag and value) to ctx.err, or -1 after
 // printing --help to ctx.out (the caller then returns kExitOk).
 inline constexpr int kHelpShown = -1;
-int ParseOrReport(ArgParser& parser, absl::Span<const std::string> args, const CommandContext& ctx);
+int ParseOrReport(FlagSet& flags, absl::Span<const std::string> args, const CommandContext& ctx);
 
 // Prints "<command>: error: <message>" to ctx.err and returns `exit_code`.
 int ReportError(const CommandContext& ctx, std::string_view command, const absl::Status& status,

@@ -37,22 +37,10 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "pagedkv/allocator/memory_pool.h"
+#include "pagedkv/core/block_hash.h"
 #include "pagedkv/core/types.h"
 
 namespace pagedkv {
-
-// 128-bit content hash of a full block: H(parent block hash, token ids, extra keys). 128 bits make
-// an accidental collision negligible (about 2^-64 after 2^32 distinct blocks); the block manager
-// may additionally confirm token ids.
-struct BlockHash {
-  uint64_t lo = 0;
-  uint64_t hi = 0;
-  friend bool operator==(const BlockHash& a, const BlockHash& b) = default;
-  template <typename H>
-  friend H AbslHashValue(H h, const BlockHash& b) {
-    return H::combine(std::move(h), b.lo, b.hi);
-  }
-};
 
 enum class EvictionPriority : uint8_t {
   kNormal = 0,  // released blocks join the LRU tail: evicted last

@@ -25,6 +25,12 @@
 // host_num_blocks / host_budget_bytes. Cross groups hold encoder tokens; shares(j) layers own
 // nothing (LocateLayer resolves them to layer j's storage).
 //
+// Remote tier (config.remote, needs prefix caching and a host tier with memory): a published host
+// page that is evicted after being reused admit_hits times is written to a shared store (Redis,
+// Redis Cluster) in the background; AddSequence continues the prefix lookup there after the local
+// hits (one round trip per node, bounded by a timeout; a miss of any cause is recomputed) and
+// stages verified pages in host blocks that swap in like host hits.
+//
 // Prefix caching (config.enable_prefix_caching, and only for models whose self-attention layers
 // are all `full`: a sliding group drops pages, so its pages cannot serve a later prompt). Commit
 // on compute: a page is published (hashed into the prefix index, findable by other sequences)
@@ -71,6 +77,7 @@
 #include "pagedkv/core/cache_config.h"
 #include "pagedkv/core/model_spec.h"
 #include "pagedkv/core/types.h"
+#include "pagedkv/remote/remote_tier.h"
 
 namespace pagedkv {
 
@@ -108,6 +115,9 @@ struct AdmitInfo {
   int32_t num_cached_tokens = 0;   // prompt tokens served by prefix-cache pages (GPU or host)
   int32_t num_new_blocks = 0;      // GPU blocks to allocate over all groups (host hits included)
   int32_t num_host_hit_pages = 0;  // prefix pages brought back from the host tier
+  // Prefix pages loaded from the remote tier (AddSequence only: CanAdmit asks no store). They
+  // need GPU blocks like misses, so they never change whether a prompt fits.
+  int32_t num_remote_hit_pages = 0;
 };
 
 class BlockManager {
@@ -175,9 +185,10 @@ class BlockManager {
   // ---- Compute progress ----------------------------------------------------------------------
   // The engine reports that the K/V of the first num_computed_tokens tokens of `seq` is written
   // (after the forward pass of a step). Full pages whose tokens are all computed are published to
-  // the prefix cache. Monotone: InvalidArgument below the current computed count (Rewind lowers
-  // it) or above NumTokens; NotFound; FailedPrecondition (swapped out). Equal to the current
-  // count: no effect.
+  // the prefix cache. It also tells the manager that every CacheOps taken before it has been
+  // executed (the remote tier writes only bytes the engine has produced). Monotone: InvalidArgument
+  // below the current computed count (Rewind lowers it) or above NumTokens; NotFound;
+  // FailedPrecondition (swapped out). Equal to the current count: no effect.
   absl::Status MarkComputed(SeqId seq, int64_t num_computed_tokens);
   // One step's reports, all or nothing (every entry is checked before any takes effect). Same
   // codes; InvalidArgument for sizes that differ or a sequence listed twice.
@@ -277,6 +288,14 @@ class BlockManager {
   // pending CacheOps; hashed pages hold the token ids that produce their hash; tables obey
   // BlockTable's invariants; every allocator's own invariants. O(blocks + table entries).
   absl::Status CheckInvariants() const;
+
+  // ---- Remote tier (config.remote) ----------------------------------------------------------
+  bool has_remote_tier() const;
+  // Lookups, hits, misses by cause, bytes and writes of the remote tier; zeros without one.
+  RemoteTierStats remote_stats() const;
+  // Waits until the queued remote writes are sent (or failed), at most `timeout`; true when none
+  // is left. For tests and orderly shutdown: steps never wait for the store.
+  bool FlushRemoteWrites(absl::Duration timeout);
 
   // Test hook: `hook(group, tier, block)` runs for every block the manager allocates, in any pool
   // (tests poison fresh pages with it). An empty function removes it.

@@ -55,8 +55,9 @@ struct BlockManagerStats {
   // Prefix caching: full prompt pages looked up by AddSequence, and those found (GPU or host).
   uint64_t prefix_query_pages = 0;
   uint64_t prefix_hit_pages = 0;
-  uint64_t prefix_host_hit_pages = 0;  // of the hits, pages brought back from the host tier
-  double prefix_hit_rate = 0.0;        // hit / query pages; 0 when nothing was queried
+  uint64_t prefix_host_hit_pages = 0;    // of the hits, pages brought back from the host tier
+  uint64_t prefix_remote_hit_pages = 0;  // of the hits, pages loaded from the remote tier
+  double prefix_hit_rate = 0.0;          // hit / query pages; 0 when nothing was queried
   // Cumulative bytes of the CacheOps produced so far.
   uint64_t swap_out_bytes = 0;  // includes offload of evicted prefix-cache pages
   uint64_t swap_in_bytes = 0;   // includes host prefix-cache hits

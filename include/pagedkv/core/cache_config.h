@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "pagedkv/core/remote_config.h"
 #include "pagedkv/core/types.h"
 
 namespace pagedkv {
@@ -43,6 +44,10 @@ struct CacheConfig {
   bool strict_gpu = false;
   // Plain-host pools: ask for transparent huge pages (madvise); ignored where unsupported.
   bool host_huge_pages = false;
+  // The shared tier below host (a Redis server or cluster): published pages that earned it are
+  // written there and later prompts load them instead of recomputing. Needs a host tier with
+  // memory (pages are staged through it). Off with an empty url.
+  RemoteTierConfig remote;
 
   // InvalidArgument naming the field, its value and the valid range.
   absl::Status Validate() const;

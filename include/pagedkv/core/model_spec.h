@@ -61,19 +61,26 @@ struct ModelSpec {
   int32_t head_dim = 0;
   DType kv_dtype = DType::kFp16;
   std::vector<LayerSpec> layers;  // one per layer (decoder layers, then cross layers if any)
+  // The longest sequence (prompt + output tokens) the model serves: its config's
+  // max_position_embeddings, as engines derive their default max_model_len. 0 = not known.
+  int32_t max_context_tokens = 0;
 
   int32_t num_layers() const { return static_cast<int32_t>(layers.size()); }
   bool operator==(const ModelSpec&) const = default;
 
   // Named presets: llama-2-7b, llama-3-8b, llama-3-70b, mistral-7b, qwen2.5-1.5b, phi-4-mini,
-  // gemma-hybrid, whisper-large-v3. NotFound listing the names for an unknown one.
+  // gemma-hybrid, whisper-large-v3, opt-13b, opt-66b, llama-3.1-8b, llama-3.1-70b, qwen2.5-7b,
+  // gemma-2-9b (shapes and context lengths with their sources in docs/simulator.md). NotFound
+  // listing the names for an unknown one.
   static absl::StatusOr<ModelSpec> Preset(std::string_view name);
   static std::vector<std::string> PresetNames();
 
   // JSON: {"name": "...", "num_q_heads": 32, "num_kv_heads": 8, "head_dim": 128, "kv_dtype":
   // "fp16",
-  //        "num_layers": 32, "layers": ["full", "sliding:4096", "shares:0", "cross", ...]}
-  // "layers" may be omitted (all full) or list one entry per layer. The result is validated.
+  //        "num_layers": 32, "layers": ["full", "sliding:4096", "shares:0", "cross", ...],
+  //        "max_context_tokens": 4096}
+  // "layers" may be omitted (all full) or list one entry per layer; "max_context_tokens" is
+  // optional. The result is validated.
   static absl::StatusOr<ModelSpec> FromJson(std::string_view json_text);
   static absl::StatusOr<ModelSpec> FromJsonFile(const std::string& path);
   std::string ToJson() const;

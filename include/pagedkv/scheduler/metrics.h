@@ -30,6 +30,7 @@ struct TimelineRow {
   int64_t reserved_unused_tokens = 0;
   int64_t internal_frag_tokens = 0;
   int64_t external_frag_tokens = 0;
+  int64_t rounding_tokens = 0;  // buddy blocks past their reservation
   int64_t shared_saved_tokens = 0;
   int64_t preemptions_total = 0;
 };
@@ -44,7 +45,12 @@ struct RequestRecord {
   int32_t output_tokens = 0;  // per sequence
   int32_t num_seqs = 1;       // n or beam width
   int32_t preemptions = 0;
-  bool rejected = false;  // could never fit
+  // Prompt tokens found cached (prefix cache, then the remote tier) when the request was first
+  // admitted; re-admissions after a preemption do not count again. -1 = never admitted.
+  int32_t prefix_cached_tokens = -1;
+  int32_t replica = 0;             // the replica the router sent it to
+  bool rejected = false;           // could never run (too long, or larger than the memory)
+  bool rejected_too_long = false;  // of those: prompt + output > max_model_len
   bool completed() const { return finish_s >= 0; }
   double ttft_s() const { return first_token_s >= 0 ? first_token_s - arrival_s : -1; }
   // Time per output token after the first; 0 for single-token outputs.
@@ -53,14 +59,18 @@ struct RequestRecord {
   }
 };
 
-// summary.json's per-policy object. Fractions are of capacity_tokens; *_mean are means over steps
-// weighted by step duration.
+// summary.json's per-policy object (per run: a policy under one router), and the object of each
+// replica of a cluster run. Fractions are of capacity_tokens; *_mean are means over steps
+// weighted by step duration (a cluster: over its timeline, summed across replicas).
 struct PolicySummary {
   std::string policy;
-  int64_t requests_total = 0;
+  std::string router;          // cluster runs: the router; "" for one replica
+  int32_t replica = -1;        // per-replica objects: the replica index; -1 for a run's object
+  int64_t requests_total = 0;  // requests of the workload (routed to it, for a replica)
   int64_t requests_completed = 0;
-  int64_t requests_rejected = 0;
-  double makespan_s = 0;  // first arrival to last completion
+  int64_t requests_rejected = 0;           // every rejection
+  int64_t requests_rejected_too_long = 0;  // of those: prompt + output > max_model_len
+  double makespan_s = 0;                   // first arrival to last completion
   double throughput_requests_per_s = 0;
   double throughput_tokens_per_s = 0;        // output tokens
   double throughput_total_tokens_per_s = 0;  // prompt + output tokens
@@ -73,8 +83,18 @@ struct PolicySummary {
   double internal_fragmentation_mean = 0;
   double reserved_unused_mean = 0;
   double external_fragmentation_mean = 0;
+  double rounding_mean = 0;                // buddy blocks past their reservation / capacity
   double pages_saved_by_sharing_mean = 0;  // shared_saved_tokens / capacity
-  double prefix_hit_rate = 0;              // prompt tokens served from the prefix cache
+  // Prompt tokens served from the prefix cache (and the remote tier) / prompt tokens looked up,
+  // at every admission (a request re-admitted after a preemption is looked up again).
+  double prefix_hit_rate = 0;
+  // First admissions only: sum of RequestRecord::prefix_cached_tokens / prompt tokens of the
+  // requests admitted at least once.
+  double prefix_reuse_ratio = 0;
+  double remote_hit_rate = 0;          // of the prompt tokens looked up, those found remotely
+  uint64_t remote_load_bytes = 0;      // KV bytes loaded from the remote tier
+  int64_t prompt_tokens_computed = 0;  // prefill tokens run (recomputation included)
+  double busy_s = 0;                   // simulated time spent in steps (summed over replicas)
   int64_t preemptions = 0;
   uint64_t swap_bytes = 0;
   uint64_t copy_bytes = 0;
@@ -89,8 +109,9 @@ class MetricsCollector {
  public:
   explicit MetricsCollector(int64_t max_timeline_rows = 1000) : max_rows_(max_timeline_rows) {}
   void AddStep(const TimelineRow& row, int64_t batch_seqs, double step_seconds);
-  // Fills the step-derived fields of `s` (means, maxima, num_steps).
+  // Fills the step-derived fields of `s` (means, maxima, num_steps, busy_s).
   void FillSummary(PolicySummary& s) const;
+  double total_seconds() const { return total_s_; }
   const std::vector<TimelineRow>& timeline() const { return timeline_; }
 
  private:
@@ -99,6 +120,7 @@ class MetricsCollector {
   int64_t steps_ = 0;
   double total_s_ = 0;
   double w_util_ = 0, w_internal_ = 0, w_reserved_ = 0, w_external_ = 0, w_shared_ = 0;
+  double w_rounding_ = 0;
   double w_batch_ = 0;
   double max_util_ = 0;
   int64_t max_batch_ = 0;
@@ -113,8 +135,9 @@ void SummarizeRequests(absl::Span<const RequestRecord> records, PolicySummary& s
 // Everything one policy run produced.
 struct PolicyRunResult {
   PolicySummary summary;
-  std::vector<TimelineRow> timeline;
+  std::vector<TimelineRow> timeline;  // a cluster: sums over the replicas
   std::vector<RequestRecord> requests;
+  std::vector<PolicySummary> replicas;  // one per replica of a cluster run; empty for one
 };
 
 // The run's context written at the top of summary.json.
@@ -131,6 +154,11 @@ struct SimulationInfo {
   uint64_t kv_budget_bytes = 0;
   int32_t max_model_len = 0;
   uint64_t seed = 0;
+  std::string extent_allocator;        // "auto", "first-fit", "buddy"
+  int32_t num_replicas = 1;            // > 1: a cluster (the runs name their router)
+  uint64_t remote_capacity_bytes = 0;  // a shared remote tier when > 0
+  double remote_bandwidth_bytes_per_s = 0;
+  double remote_latency_s = 0;
 };
 
 // summary.json as a string (pretty-printed, stable key order).

@@ -3,9 +3,10 @@
 //   paged               BlockManager pages of block_size tokens (sharing, prefix cache, swap)
 //   contiguous-max      one fixed extent of max_model_len tokens per sequence
 //   contiguous-realloc  an extent of the current length, grown by reallocate-and-copy
-//   orca-max            first-fit extent of prompt + max_new_tokens
-//   orca-pow2           first-fit extent of the next power of two >= the final length
-//   orca-oracle         first-fit extent of exactly the final length
+//   orca-max            an extent of prompt + max_new_tokens
+//   orca-pow2           an extent of prompt + the output length rounded up to a power of two
+//   orca-oracle         an extent of exactly the final length
+// The contiguous ones place extents first-fit or, by default for orca-*, with a buddy allocator.
 //
 //   PAGEDKV_ASSIGN_OR_RETURN(auto policy, MakeKvCachePolicy(config));
 //   if (policy->CanAdmit(req).fits) PAGEDKV_RETURN_IF_ERROR(policy->Admit(seqs, prompt, req));
@@ -42,6 +43,29 @@ std::string_view PolicyKindName(PolicyKind kind);  // "paged", "contiguous-max",
 absl::StatusOr<PolicyKind> ParsePolicyKind(std::string_view name);
 std::vector<std::string> PolicyKindNames();
 
+// How the contiguous policies place extents: kAuto is kBuddy for orca-* (the PagedAttention
+// paper's Orca baselines) and kFirstFit for contiguous-*. Unused by `paged`.
+enum class ExtentAllocatorKind : uint8_t {
+  kAuto = 0,
+  kFirstFit = 1,
+  kBuddy = 2,
+};
+std::string_view ExtentAllocatorKindName(ExtentAllocatorKind kind);  // "auto", "first-fit", "buddy"
+// InvalidArgument listing the names for anything else.
+absl::StatusOr<ExtentAllocatorKind> ParseExtentAllocatorKind(std::string_view name);
+// What kAuto means for `policy`; other kinds are returned unchanged.
+ExtentAllocatorKind ResolveExtentAllocator(PolicyKind policy, ExtentAllocatorKind kind);
+
+// A store of prefix pages shared by several paged policies: the remote tier of a simulated
+// cluster (scheduler/cluster.h). Content-addressed pages of the policies' block size.
+class SharedPrefixStore {
+ public:
+  virtual ~SharedPrefixStore() = default;
+  // How many consecutive full pages of `tokens`, from page `first_page` on, the store holds
+  // (marking them recently used).
+  virtual int32_t MatchPages(absl::Span<const TokenId> tokens, int32_t first_page) = 0;
+};
+
 struct PolicyConfig {
   PolicyKind kind = PolicyKind::kPaged;
   ModelSpec model;                 // KV shape (bytes per token)
@@ -49,12 +73,20 @@ struct PolicyConfig {
   // GPU KV budget in tokens (contiguous policies) or blocks = capacity / block size (paged).
   int64_t capacity_tokens = 0;
   int64_t host_capacity_tokens = 0;  // paged swap space; 0 = no swap
+  // Paged: the tier of the manager's GPU pool. kVirtual (metadata only) for the simulator; kGpu
+  // (device memory, or host memory without a CUDA device) or kHost when an engine computes K/V
+  // in the pool (the swap space is always real host memory).
+  Tier gpu_tier = Tier::kVirtual;
   // The longest sequence the server accepts (contiguous-max extent, cap of every reservation).
   int32_t max_model_len = 4096;
   // The generation cap a reservation policy without an oracle must assume (orca-max).
   int32_t max_new_tokens = 2048;
+  ExtentAllocatorKind extent_allocator = ExtentAllocatorKind::kAuto;  // contiguous policies
   double watermark = 0.01;            // fraction of blocks kept free at admission (paged)
   bool enable_prefix_caching = true;  // paged
+  // Paged with prefix caching: a prefix lookup continues here after the local hits; the pages it
+  // finds are loaded instead of computed (counted in remote_* counters). Not owned; may be null.
+  SharedPrefixStore* remote_store = nullptr;
 };
 
 // What the Scheduler knows about a sequence group being admitted.
@@ -71,6 +103,7 @@ struct AdmitRequest {
 struct AdmitCheck {
   bool fits = false;          // can be admitted now
   bool ever_fits = true;      // false: longer than max_model_len or than the memory (reject)
+  bool too_long = false;      // prompt + output > max_model_len (a reason for !ever_fits)
   int32_t cached_tokens = 0;  // leading prompt tokens found in the prefix cache (paged)
 };
 
@@ -81,8 +114,11 @@ struct KvMemoryStats {
   int64_t reserved_unused_tokens = 0;  // reserved for a sequence but not holding a token yet
   int64_t internal_frag_tokens = 0;    // slots of allocated pages past the sequence's end (paged)
   int64_t external_frag_tokens = 0;    // free, but in holes too small for the next admission
-  int64_t shared_saved_tokens = 0;     // logical tokens minus physical ones (sharing)
-  int64_t cached_tokens = 0;           // prefix-cache pages held without a live owner (paged)
+  // Slots of allocated blocks past their reservation: a buddy block rounds the reservation up to
+  // a power of two.
+  int64_t rounding_tokens = 0;
+  int64_t shared_saved_tokens = 0;  // logical tokens minus physical ones (sharing)
+  int64_t cached_tokens = 0;        // prefix-cache pages held without a live owner (paged)
 };
 
 // Running totals since the policy was created.
@@ -91,7 +127,10 @@ struct KvPolicyCounters {
   uint64_t swap_out_bytes = 0;
   uint64_t swap_in_bytes = 0;
   int64_t prefix_query_tokens = 0;  // prompt tokens looked up in the prefix cache at admission
-  int64_t prefix_hit_tokens = 0;    // of those, found cached
+  int64_t prefix_hit_tokens = 0;    // of those, found cached (locally or in the remote store)
+  int64_t remote_hit_tokens = 0;    // of the hits, found in the remote store
+  uint64_t remote_load_bytes = 0;   // KV bytes of those remote hits (to be loaded)
+  int64_t remote_loads = 0;         // admissions that loaded anything from the remote store
 };
 
 class KvCachePolicy {
@@ -107,6 +146,9 @@ class KvCachePolicy {
   // does not fit (state unchanged).
   virtual absl::StatusOr<int32_t> Admit(absl::Span<const SeqId> seqs, const AdmitRequest& request,
                                         absl::Span<const TokenId> tokens) = 0;
+  // Leading tokens of `tokens` the policy's own prefix cache holds now (no state change); 0 for
+  // policies without one. What a prefix-aware router asks each replica.
+  virtual int32_t CachedPrefixTokens(absl::Span<const TokenId> tokens) const { return 0; }
   // Whether `num_tokens` more slots can be appended to `seq` (including a copy-on-write page).
   virtual bool CanAppend(SeqId seq, int32_t num_tokens) const = 0;
   // Appends slots for `tokens` to `seq`. ResourceExhausted when they do not fit (state unchanged).

@@ -35,11 +35,17 @@ struct SimulatorConfig {
   uint64_t kv_budget_bytes = 0;
   uint64_t gpu_memory_bytes = 0;
   double gpu_memory_fraction = 0.9;
-  // Host swap space for --preemption swap (paged only).
+  // Host swap space for --preemption swap (paged only). Simulated like the GPU pool (metadata
+  // only), so it is not limited by this machine's memory.
   uint64_t swap_space_bytes = 4ull << 30;
-  // 0 = derived from the workload: the longest prompt + output, and the longest output.
+  // The longest request (prompt + output) served; longer ones are rejected and counted. 0 = the
+  // model's context length (ModelSpec::max_context_tokens), or for a model without one the
+  // workload's longest prompt + output. Larger than the model's context: InvalidArgument.
   int32_t max_model_len = 0;
+  // The generation cap orca-max reserves for; 0 = the workload's longest output.
   int32_t max_new_tokens = 0;
+  // Extent placement of the contiguous policies (kAuto: buddy for orca-*, first-fit otherwise).
+  ExtentAllocatorKind extent_allocator = ExtentAllocatorKind::kAuto;
   double watermark = 0.01;
   bool enable_prefix_caching = true;
   uint64_t seed = 1;                 // beam choices
@@ -56,12 +62,14 @@ struct SimulatorSizing {
   int32_t max_model_len = 0;
   int32_t max_new_tokens = 0;
 };
-// InvalidArgument when the weights leave no KV memory (naming the numbers).
+// InvalidArgument when the weights leave no KV memory (naming the numbers) or max_model_len
+// exceeds the model's context length.
 absl::StatusOr<SimulatorSizing> ComputeSizing(const Workload& workload,
                                               const SimulatorConfig& config);
 
-// Runs one policy over the whole workload. Every request either completes or is rejected as
-// larger than the memory. Internal error if the scheduler stalls.
+// Runs one policy over the whole workload on one replica. Every request either completes or is
+// rejected (longer than max_model_len, or larger than the memory). Internal error if the
+// scheduler stalls. SimulateCluster (cluster.h) runs several replicas behind a router.
 absl::StatusOr<PolicyRunResult> Simulate(const Workload& workload, const SimulatorConfig& config);
 
 }  // namespace pagedkv

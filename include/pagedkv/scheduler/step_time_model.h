@@ -20,7 +20,10 @@
 
 namespace pagedkv {
 
-// Datasheet figures of one GPU (dense FP16/BF16 tensor-core rate, no sparsity).
+// Datasheet figures of one accelerator (dense FP16/BF16 tensor-core rate, no sparsity). Memory
+// capacity is kept as the vendor states it ("80 GB") together with the byte count that statement
+// means: DRAM capacities are stated in JEDEC gigabytes of 2^30 bytes, which is also what the
+// device reports (docs/simulator.md gives each preset's source).
 struct GpuSpec {
   std::string name;                  // "h100"
   std::string description;           // "NVIDIA H100 SXM5 80GB"
@@ -29,9 +32,11 @@ struct GpuSpec {
   double host_link_bytes_per_s = 0;  // PCIe bandwidth per direction (swap)
   uint64_t memory_bytes = 0;         // device memory
   double step_overhead_s = 1.0e-3;   // fixed cost of one step (launches, scheduling, sampling)
+  std::string memory_stated;         // the vendor's words: "80 GB HBM3"
+  std::string source;                // where the figures come from
 
-  // Presets: h100 (alias h100-sxm), a100-80gb (alias a100), l4 (case-insensitive). NotFound listing
-  // the names for another one.
+  // Presets (case-insensitive): a100-40gb, a100-80gb (alias a100), l4, l40s, h100-pcie, h100
+  // (alias h100-sxm), h200, b200, mi300x. NotFound listing the names for another one.
   static absl::StatusOr<GpuSpec> Preset(std::string_view name);
   static std::vector<std::string> PresetNames();
 };
@@ -45,8 +50,9 @@ struct ModelCompute {
   int32_t q_width = 0;               // num_q_heads * head_dim
   uint64_t kv_bytes_per_token = 0;   // all layers with storage
 
-  // Parameter counts of the ModelSpec presets (documented in docs/simulator.md); for another
-  // model name, InvalidArgument asking for ModelCompute::FromParams (the CLI's --params).
+  // Parameter counts of the ModelSpec presets (computed from each model's config, documented in
+  // docs/simulator.md); for another model name, InvalidArgument asking for
+  // ModelCompute::FromParams (the CLI's --params).
   static absl::StatusOr<ModelCompute> ForModel(const ModelSpec& spec);
   static ModelCompute FromParams(const ModelSpec& spec, double num_params, double bytes_per_param);
 };

@@ -1,0 +1,154 @@
+// Loading prefix pages from the remote tier on a loopback Redis server: 64 pages of Llama-3-8B's
+// page size (block size 16: 2 MiB each), fetched and verified in one pipelined round trip, against
+// one round trip per page. Each run also reports, from the simulator's step-time model, how long
+// an H100 takes to recompute the same tokens instead (compute, not measured), so
+// docs/performance.md can say from what prefix length loading beats recomputing.
+//
+// The benchmark starts its own redis-server on 127.0.0.1 (tests/remote/redis_servers.cc) and
+// reports an error for each benchmark when redis-server is not installed.
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "benchmark/benchmark.h"
+#include "pagedkv/remote/remote_tier.h"
+#include "pagedkv/scheduler/step_time_model.h"
+#include "tests/remote/redis_servers.h"
+
+namespace pagedkv {
+namespace {
+
+constexpr int32_t kBlockSize = 16;
+
+struct Fixture {
+  std::unique_ptr<testing::RedisServers> servers;
+  std::unique_ptr<RemoteTier> tier;
+  std::vector<BlockHash> chain;
+  uint64_t page_bytes = 0;
+  std::string error;
+};
+
+ModelSpec Llama3() {
+  absl::StatusOr<ModelSpec> spec = ModelSpec::Preset("llama-3-8b");
+  if (!spec.ok()) std::abort();
+  return *spec;
+}
+
+// One server and 64 stored pages, shared by every benchmark of the run.
+Fixture& Shared() {
+  static Fixture* f = [] {
+    auto* fx = new Fixture;
+    if (auto why = testing::RedisServers::MissingBinaries()) {
+      fx->error = *why;
+      return fx;
+    }
+    fx->servers = std::make_unique<testing::RedisServers>();
+    absl::StatusOr<int> port = fx->servers->StartStandalone();
+    if (!port.ok()) {
+      fx->error = std::string(port.status().message());
+      return fx;
+    }
+    const ModelSpec spec = Llama3();
+    RemoteTierConfig cfg;
+    cfg.url = absl::StrCat("redis://127.0.0.1:", *port);
+    cfg.timeout_us = 10'000'000;
+    cfg.queue_bytes = 1ull << 30;
+    absl::StatusOr<std::unique_ptr<RemoteTier>> tier = RemoteTier::Create(cfg, spec, kBlockSize);
+    if (!tier.ok()) {
+      fx->error = std::string(tier.status().message());
+      return fx;
+    }
+    fx->tier = std::move(*tier);
+    fx->page_bytes =
+        static_cast<uint64_t>(spec.num_layers()) * spec.BytesPerTokenPerLayer() * kBlockSize;
+    fx->tier->SetGroup(0, fx->page_bytes);
+    std::vector<std::byte> page(fx->page_bytes);
+    std::vector<TokenId> tokens(kBlockSize);
+    for (uint64_t i = 0; i < 64; ++i) {
+      for (size_t b = 0; b < page.size(); b += 4096) page[b] = static_cast<std::byte>(i + b);
+      for (int32_t t = 0; t < kBlockSize; ++t) tokens[t] = static_cast<TokenId>(i * 100 + t);
+      fx->chain.push_back({i * 0x9e3779b97f4a7c15ull + 1, i + 7});
+      if (!fx->tier->Enqueue(0, fx->chain.back(), tokens, page.data())) fx->error = "queue full";
+    }
+    if (!fx->tier->Flush(absl::Seconds(60))) fx->error = "writing the pages took over 60 s";
+    return fx;
+  }();
+  return *f;
+}
+
+// What the simulator's roofline says an H100 spends recomputing `tokens` prefix tokens (one
+// prefill chunk: weights read once, compute-bound beyond a few hundred tokens), minus the fixed
+// per-step overhead.
+double RecomputeSeconds(int64_t tokens) {
+  absl::StatusOr<GpuSpec> gpu = GpuSpec::Preset("h100");
+  absl::StatusOr<ModelCompute> mc = ModelCompute::ForModel(Llama3());
+  if (!gpu.ok() || !mc.ok()) return 0;
+  const StepTimeModel model(*gpu, *mc);
+  return model.StepSeconds({{.query_tokens = tokens, .context_tokens = 0}}, {}) -
+         gpu->step_overhead_s;
+}
+
+void Report(benchmark::State& state, int64_t pages) {
+  Fixture& f = Shared();
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * pages *
+                          static_cast<int64_t>(f.page_bytes));
+  state.counters["pages"] = static_cast<double>(pages);
+  state.counters["tokens"] = static_cast<double>(pages * kBlockSize);
+  state.counters["h100_recompute_s"] = RecomputeSeconds(pages * kBlockSize);
+}
+
+// All pages in one MultiGet (one pipelined round trip), each verified (header and checksum).
+void BM_LoadPipelined(benchmark::State& state) {
+  Fixture& f = Shared();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  const int64_t pages = state.range(0);
+  std::vector<RemoteTier::Hit> hits;
+  for (auto _ : state) {
+    const int32_t n = f.tier->LookupPrefix(0, absl::MakeConstSpan(f.chain).first(pages), &hits);
+    if (n != pages) return state.SkipWithError("pages missing from the store");
+  }
+  Report(state, pages);
+}
+BENCHMARK(BM_LoadPipelined)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// 64 pages in round trips of `window` pages each (experiment).
+void BM_LoadWindowed(benchmark::State& state) {
+  Fixture& f = Shared();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  const int64_t pages = 64, window = state.range(0);
+  std::vector<RemoteTier::Hit> hits;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < pages; i += window) {
+      f.tier->LookupPrefix(0, absl::MakeConstSpan(&f.chain[i], window), &hits);
+    }
+  }
+  Report(state, pages);
+}
+BENCHMARK(BM_LoadWindowed)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The naive design: one round trip per page.
+void BM_LoadOneRoundTripPerPage(benchmark::State& state) {
+  Fixture& f = Shared();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  const int64_t pages = state.range(0);
+  std::vector<RemoteTier::Hit> hits;
+  for (auto _ : state) {
+    for (int64_t i = 0; i < pages; ++i) {
+      if (f.tier->LookupPrefix(0, absl::MakeConstSpan(&f.chain[i], 1), &hits) != 1) {
+        return state.SkipWithError("page missing from the store");
+      }
+    }
+  }
+  Report(state, pages);
+}
+BENCHMARK(BM_LoadOneRoundTripPerPage)
+    ->Arg(8)
+    ->Arg(64)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace pagedkv
+
+BENCHMARK_MAIN();
