@@ -206,6 +206,51 @@ TEST_F(ServeTest, UsageErrorsExitWithCodeTwo) {
   }
 }
 
+TEST_F(ServeTest, HelpExplainsEveryFlagAndCheckBindsNothing) {
+  ChildProcess help;
+  PAGEDKV_ASSERT_OK(help.Spawn({PagedkvBinary(), "serve", "--help"}));
+  std::string out;
+  for (absl::StatusOr<std::string> line = help.ReadLine(20); line.ok(); line = help.ReadLine(20)) {
+    out += *line + "\n";
+  }
+  EXPECT_EQ(help.Wait(20), 0);
+  for (const char* flag : {"--model",
+                           "--name",
+                           "--gpu-blocks",
+                           "--host-blocks",
+                           "--block-size",
+                           "--prefix-caching",
+                           "--gpu-tier",
+                           "--strict-gpu",
+                           "--config",
+                           "--socket",
+                           "--listen",
+                           "--token-file",
+                           "--lease-seconds",
+                           "--max-lease-seconds",
+                           "--quarantine-seconds",
+                           "--max-sessions",
+                           "--max-ops-per-step",
+                           "--max-message-bytes",
+                           "--drain-seconds",
+                           "--check",
+                           "--ready-file",
+                           "--log-level"}) {
+    EXPECT_THAT(out, HasSubstr(flag));
+  }
+  ChildProcess check;
+  const std::string socket = serve_.dir().File("check.sock");
+  PAGEDKV_ASSERT_OK(
+      check.Spawn({PagedkvBinary(), "serve", "--model", "qwen2.5-1.5b", "--gpu-blocks", "8",
+                   "--gpu-tier", "virtual", "--socket", socket, "--check"}));
+  absl::StatusOr<std::string> first = check.ReadLine(20);
+  EXPECT_EQ(check.Wait(20), 0);
+  ASSERT_TRUE(first.ok());
+  EXPECT_THAT(*first, HasSubstr("model qwen2.5-1.5b"));
+  struct stat st {};
+  EXPECT_NE(stat(socket.c_str(), &st), 0) << "--check must not bind the socket";
+}
+
 TEST_F(ServeTest, ConfigFileServesSeveralModels) {
   const std::string cfg = serve_.dir().File("serve.json");
   ASSERT_TRUE(WriteFile(cfg, R"({
