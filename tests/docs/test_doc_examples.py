@@ -3,7 +3,7 @@
 Every code block (fenced, or indented by four spaces) is collected in document order:
 - `pagedkv ...` commands (also behind env assignments, `/usr/bin/time`, `taskset`, or a path that
   ends in /pagedkv) run with the built CLI in a scratch directory per document (paths under /tmp
-  are moved into it); `simulate` gets `--max-requests 30 --quiet` unless it sets them (the test
+  are moved into it); `simulate` gets `--max-requests 8 --quiet` unless it sets them (the test
   build checks every invariant after every call; whole traces are the benchmarks' job), and
   `report DIR` on a directory that does not exist yet gets a small simulation there first;
 - other shell commands are checked, not run: every repository path they name (scripts/, tools/,
@@ -149,7 +149,7 @@ def run_cli(argv, cwd, where):
     argv = [str(cwd / Path(a).name) if a.startswith("/tmp/") else a for a in argv]
     if argv and argv[0] == "simulate":
         if not any(a.startswith("--max-requests") for a in argv):
-            argv = argv + ["--max-requests", "30"]
+            argv = argv + ["--max-requests", "8"]
         if "--quiet" not in argv:
             argv = argv + ["--quiet"]
     if len(argv) > 1 and argv[0] == "report" and not argv[1].startswith("-") and \

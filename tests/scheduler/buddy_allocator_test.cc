@@ -128,7 +128,9 @@ TEST(BuddyAllocatorTest, RandomOperationsKeepInvariants) {
         ASSERT_EQ(*off % size, 0);
         ASSERT_LE(*off + size, capacity);
         auto next = held.lower_bound(*off);
-        if (next != held.end()) ASSERT_LE(*off + size, next->first);
+        if (next != held.end()) {
+          ASSERT_LE(*off + size, next->first);
+        }
         if (next != held.begin()) {
           auto prev = std::prev(next);
           ASSERT_LE(prev->first + a.FootprintTokens(prev->second), *off);
