@@ -57,7 +57,7 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Create(const ModelOptions&
     return absl::InvalidArgumentError("a served model needs a name (set it or name the spec)");
   }
   // The manager keeps the books only: the pools below hold the bytes, so its own GPU tier is
-  // virtual. (Its host tier is plain host memory that nothing ever touches.)
+  // virtual (and so, then, is its host tier).
   CacheConfig manager_config = options.cache;
   manager_config.gpu_tier = Tier::kVirtual;
   absl::StatusOr<std::unique_ptr<BlockManager>> bm =
