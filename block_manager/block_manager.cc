@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "block_manager/internal/block_hasher.h"
 #include "block_manager/internal/manager_state.h"
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/logging.h"
@@ -123,6 +124,7 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
       PAGEDKV_ASSIGN_OR_RETURN(pool->alloc, BlockAllocator::Create(std::move(mp), ao));
       if (G.hashed) {
         pool->hashes.resize(n);
+        pool->parents.resize(n);
         pool->tokens.resize(static_cast<size_t>(n) * bs);
         if (remote) {
           pool->reuse.assign(n, 0);
@@ -158,17 +160,16 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
       }
     }
   }
-  // Listeners last: the groups vector no longer moves.
+  // Listeners last: the groups vector no longer moves. Every hashed pool has one (evictions are
+  // prefix index events; GPU evictions also feed the host tier, host evictions the remote tier).
   for (size_t g = 0; g < impl->groups.size(); ++g) {
     Impl::GroupState& G = impl->groups[g];
-    if (impl->host_tier && G.hashed) {
-      G.listener = std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g), false);
-      G.gpu.alloc->SetEvictionListener(G.listener.get());
-      if (remote) {
-        G.host_listener =
-            std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g), true);
-        G.host.alloc->SetEvictionListener(G.host_listener.get());
-      }
+    if (!G.hashed) continue;
+    G.listener = std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g), false);
+    G.gpu.alloc->SetEvictionListener(G.listener.get());
+    if (G.host.valid()) {
+      G.host_listener = std::make_unique<Impl::Listener>(impl.get(), static_cast<int32_t>(g), true);
+      G.host.alloc->SetEvictionListener(G.host_listener.get());
     }
   }
   impl->layer_locations.assign(spec.num_layers(), LayerLocation{});
@@ -308,6 +309,22 @@ BlockManagerStats BlockManager::stats() const {
   st.cow_copies = s.cow_copies;
   st.host_offloads = s.host_offloads;
   return st;
+}
+
+void BlockManager::SetPrefixIndexListener(PrefixIndexListener* listener) {
+  impl_->prefix_listener = listener;
+}
+
+void BlockManager::Impl::EmitStored(int32_t g, Tier tier, const PoolState& pool, BlockId b,
+                                    const BlockHash& hash) {
+  PrefixIndexEvent e;
+  e.kind = PrefixIndexEvent::Kind::kStored;
+  e.group = g;
+  e.tier = tier;
+  e.hash = hash;
+  if (!(pool.parents[b] == internal::kRootHash)) e.parent = pool.parents[b];
+  e.tokens = absl::MakeConstSpan(&pool.tokens[static_cast<size_t>(b) * bs], bs);
+  prefix_listener->OnPrefixIndexEvent(e);
 }
 
 void BlockManager::TEST_SetAllocationHook(

@@ -52,9 +52,10 @@ void BlockManager::Impl::PublishPages(SeqRecord& rec, int32_t full_pages) {
     const BlockHash h = HashPage(
         parent, absl::MakeConstSpan(&pool.tokens[static_cast<size_t>(b) * bs], bs), rec.hash_key);
     pool.hashes[b] = h;
+    pool.parents[b] = parent;
     // Already published by a sharer (same block), or another block holds the same content and
     // keeps serving lookups (this one stays computed but private).
-    if (!pool.alloc->is_hashed(b) && pool.alloc->TrySetHash(b, h) && !pool.reuse.empty()) {
+    if (!pool.alloc->is_hashed(b) && Publish(0, Tier::kGpu, pool, b, h) && !pool.reuse.empty()) {
       pool.reuse[b] = 0;
       pool.remote_origin[b] = 0;
     }
@@ -247,7 +248,10 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
       // host blocks counted for them; they are then swapped in like host hits.
       staged.clear();
       for (int32_t i = 0; i < remote_hits; ++i) {
-        staged.push_back(s.StageRemotePage(g, remote_pages[i], remote_hashes[i]));
+        const BlockHash& parent = i > 0          ? remote_hashes[i - 1]
+                                  : hits.empty() ? kRootHash
+                                                 : hits.back().hash;
+        staged.push_back(s.StageRemotePage(g, remote_pages[i], remote_hashes[i], parent));
       }
       first_new = gpu_hits;
     }
@@ -271,7 +275,7 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
         const BlockId hb = local ? hits[k].block : staged[k - hits.size()];
         s.RecordSwapIn(g, hb, b);
         s.CopyMeta(G, G.host, hb, G.gpu, b);
-        Impl::TrySetHash(G.gpu, b, local ? hits[k].hash : remote_hashes[k - hits.size()]);
+        s.Publish(g, Tier::kGpu, G.gpu, b, local ? hits[k].hash : remote_hashes[k - hits.size()]);
         s.Release(G.host, hb, EvictionPriority::kNormal);
       }
     }

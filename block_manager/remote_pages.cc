@@ -60,7 +60,7 @@ void BlockManager::Impl::LookupRemote(absl::Span<const TokenId> prompt, uint64_t
 }
 
 BlockId BlockManager::Impl::StageRemotePage(int32_t g, const RemoteTier::Hit& page,
-                                            const BlockHash& hash) {
+                                            const BlockHash& hash, const BlockHash& parent) {
   GroupState& G = groups[g];
   PoolState& host = G.host;
   absl::StatusOr<BlockId> b = host.alloc->AllocateOne();
@@ -68,10 +68,11 @@ BlockId BlockManager::Impl::StageRemotePage(int32_t g, const RemoteTier::Hit& pa
   std::memcpy(host.alloc->pool().BlockData(*b), page.page, G.info.bytes_per_block);
   std::memcpy(&host.tokens[static_cast<size_t>(*b) * bs], page.tokens, sizeof(TokenId) * bs);
   host.hashes[*b] = hash;
+  host.parents[*b] = parent;
   host.reuse[*b] = 0;
   host.remote_origin[*b] = 1;
   host.filled_gen[*b] = 0;  // written here, now
-  TrySetHash(host, *b, hash);
+  Publish(g, Tier::kHost, host, *b, hash);
   return *b;
 }
 

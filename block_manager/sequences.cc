@@ -85,8 +85,10 @@ void BlockManager::Impl::GrowGroup(int32_t g, const SeqRecord& rec, BlockTable& 
       PAGEDKV_LOG_TRACE("cow seq={} group={} page={} src={} dst={}", rec.id, g, page, last, copy);
     } else if (G.hashed && G.gpu.alloc->is_hashed(last)) {
       // A rewound full page is about to be overwritten: it no longer holds its hashed content.
+      const BlockHash hash = *G.gpu.alloc->hash(last);
       absl::Status s = G.gpu.alloc->Unhash(last);
       PAGEDKV_CHECK_MSG(s.ok(), "unhash of a hashed in-use block");
+      EmitRemoved(g, Tier::kGpu, hash);
     }
   }
   const int32_t new_pages = NewPages(len, n);

@@ -58,7 +58,9 @@ int64_t BlockManager::Impl::MovePages(int32_t g, absl::Span<SeqRecord* const> re
       RecordSwapIn(g, src, dst[i]);
     }
     CopyMeta(G, from, src, to, dst[i]);
-    if (G.hashed && from.alloc->is_hashed(src)) TrySetHash(to, dst[i], from.hashes[src]);
+    if (G.hashed && from.alloc->is_hashed(src)) {
+      Publish(g, to_host ? Tier::kHost : Tier::kGpu, to, dst[i], from.hashes[src]);
+    }
   }
   std::vector<uint8_t> taken(dst.size(), 0);  // the first table takes Allocate's reference
   for (SeqRecord* rec : recs) {
@@ -87,7 +89,7 @@ void BlockManager::Impl::OnGpuEvict(int32_t g, BlockId block, const BlockHash& h
   absl::StatusOr<BlockId> h = G.host.alloc->AllocateOne();
   if (!h.ok()) return;
   CopyMeta(G, G.gpu, block, G.host, *h);
-  if (!G.host.alloc->TrySetHash(*h, hash)) {
+  if (!Publish(g, Tier::kHost, G.host, *h, hash)) {
     Release(G.host, *h, EvictionPriority::kNormal);
     return;
   }

@@ -63,8 +63,10 @@ inline int32_t CeilDiv(int64_t a, int32_t b) { return static_cast<int32_t>((a + 
 // (swap-out, offload of an evicted page).
 struct PoolState {
   std::unique_ptr<BlockAllocator> alloc;  // null for a missing host tier
-  // [num_blocks] hash of the full page a block holds; meaningful for full pages of hashed groups.
+  // [num_blocks] hash of the full page a block holds, and the hash of the page before it in its
+  // sequence (kRootHash for a first page); meaningful for full pages of hashed groups.
   std::vector<BlockHash> hashes;
+  std::vector<BlockHash> parents;
   // [num_blocks * block_size] token ids of each block's slots; hashed groups only.
   std::vector<TokenId> tokens;
   // Hashed groups with a remote tier only: [num_blocks] times the published page was taken as a
@@ -129,12 +131,13 @@ struct BlockManager::Impl {
     std::unique_ptr<EvictionListener> host_listener;  // host evictions -> remote tier
   };
 
-  // Told by an allocator about evicted prefix-cache pages; forwards to OnGpuEvict (GPU pools) or
-  // OnHostEvict (host pools).
+  // Told by an allocator about evicted prefix-cache pages; reports the removal to the prefix
+  // listener, then forwards to OnGpuEvict (GPU pools) or OnHostEvict (host pools).
   class Listener : public EvictionListener {
    public:
     Listener(Impl* impl, int32_t group, bool host) : impl_(impl), group_(group), host_(host) {}
     void OnEvict(BlockId block, const BlockHash& hash) override {
+      impl_->EmitRemoved(group_, host_ ? Tier::kHost : Tier::kGpu, hash);
       if (host_) {
         impl_->OnHostEvict(group_, block, hash);
       } else {
@@ -151,6 +154,7 @@ struct BlockManager::Impl {
   ModelSpec spec;
   CacheConfig config;
   std::function<void(int32_t, Tier, BlockId)> allocation_hook;  // TEST_SetAllocationHook
+  PrefixIndexListener* prefix_listener = nullptr;               // SetPrefixIndexListener
   int32_t bs = 16;
   // Power-of-two block sizes split a token position with a shift and a mask (the decode path does
   // this per sequence; an integer division costs several times more).
@@ -239,10 +243,23 @@ struct BlockManager::Impl {
   }
 
   // ---- Blocks and pending CacheOps (inline: on the decode and swap paths) ----------------------
-  // Registers an in-use block under `hash` unless another block already holds it (that one keeps
-  // serving lookups; this one stays private).
-  static void TrySetHash(PoolState& pool, BlockId b, const BlockHash& hash) {
-    (void)pool.alloc->TrySetHash(b, hash);
+  // Registers an in-use block of pool (g, tier) under `hash` unless another block already holds it
+  // (that one keeps serving lookups; this one stays private), and tells the prefix listener. The
+  // block's parents[] and tokens[] must be set. True when registered.
+  bool Publish(int32_t g, Tier tier, PoolState& pool, BlockId b, const BlockHash& hash) {
+    if (!pool.alloc->TrySetHash(b, hash)) return false;
+    if (prefix_listener != nullptr) EmitStored(g, tier, pool, b, hash);
+    return true;
+  }
+  void EmitStored(int32_t g, Tier tier, const PoolState& pool, BlockId b, const BlockHash& hash);
+  void EmitRemoved(int32_t g, Tier tier, const BlockHash& hash) {
+    if (prefix_listener == nullptr) return;
+    PrefixIndexEvent e;
+    e.kind = PrefixIndexEvent::Kind::kRemoved;
+    e.group = g;
+    e.tier = tier;
+    e.hash = hash;
+    prefix_listener->OnPrefixIndexEvent(e);
   }
   void Pin(PoolState& pool, BlockId b) {
     absl::Status s = pool.alloc->AddRef(b);
@@ -297,6 +314,7 @@ struct BlockManager::Impl {
   void CopyMeta(const GroupState& G, const PoolState& from, BlockId fb, PoolState& to, BlockId tb) {
     if (!G.hashed) return;
     to.hashes[tb] = from.hashes[fb];
+    to.parents[tb] = from.parents[fb];
     std::memcpy(&to.tokens[static_cast<size_t>(tb) * bs],
                 &from.tokens[static_cast<size_t>(fb) * bs], sizeof(TokenId) * bs);
   }
@@ -363,8 +381,9 @@ struct BlockManager::Impl {
                     const BlockHash& parent, int32_t max_pages, std::vector<RemoteTier::Hit>* pages,
                     std::vector<BlockHash>* hashes);
   // Stages a verified remote page in a fresh host block of group g (published there) and returns
-  // the block.
-  BlockId StageRemotePage(int32_t g, const RemoteTier::Hit& page, const BlockHash& hash);
+  // the block. `parent`: the hash of the page before it in the prompt.
+  BlockId StageRemotePage(int32_t g, const RemoteTier::Hit& page, const BlockHash& hash,
+                          const BlockHash& parent);
 
   // ---- Sliding windows (windows_cross.cc) ------------------------------------------------------
   // Pages wholly before the window of the first query of an append to a table of `len` tokens.

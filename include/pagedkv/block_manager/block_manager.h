@@ -75,6 +75,7 @@
 #include "pagedkv/block_manager/block_manager_stats.h"
 #include "pagedkv/block_manager/block_table.h"
 #include "pagedkv/block_manager/cache_ops.h"
+#include "pagedkv/block_manager/prefix_events.h"
 #include "pagedkv/core/cache_config.h"
 #include "pagedkv/core/model_spec.h"
 #include "pagedkv/core/types.h"
@@ -297,6 +298,11 @@ class BlockManager {
   // Waits until the queued remote writes are sent (or failed), at most `timeout`; true when none
   // is left. For tests and orderly shutdown: steps never wait for the store.
   bool FlushRemoteWrites(absl::Duration timeout);
+
+  // ---- Prefix index events -------------------------------------------------------------------
+  // Tells `listener` (not owned; nullptr removes it) every page published to or removed from the
+  // prefix index of any pool from now on (prefix_events.h). At most one listener.
+  void SetPrefixIndexListener(PrefixIndexListener* listener);
 
   // Test hook: `hook(group, tier, block)` runs for every block the manager allocates, in any pool
   // (tests poison fresh pages with it). An empty function removes it.
