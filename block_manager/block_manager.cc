@@ -117,6 +117,7 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
       o.num_blocks = n;
       o.strict = config.strict_gpu;
       o.huge_pages = config.host_huge_pages;
+      o.shared = tier == Tier::kHost && config.share_host_pools;
       o.name = absl::StrCat(spec.name, "/group", g, "/", AbslView(TierName(tier)));
       PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<MemoryPool> mp, MemoryPool::Create(o));
       BlockAllocator::Options ao;
@@ -141,8 +142,11 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
     G.gpu.swap_in_dst.assign(gpu_blocks, 0);
     if (impl->host_tier) {
       // A simulated (kVirtual) GPU pool gets a simulated host pool: the swap space of a modelled
-      // GPU is not bounded by the memory of the machine running the simulation.
-      const Tier host = config.gpu_tier == Tier::kVirtual ? Tier::kVirtual : Tier::kHost;
+      // GPU is not bounded by the memory of the machine running the simulation. Shared host pools
+      // have memory whatever the GPU tier (the service's engines hold the GPU bytes).
+      const Tier host = config.gpu_tier == Tier::kVirtual && !config.share_host_pools
+                            ? Tier::kVirtual
+                            : Tier::kHost;
       PAGEDKV_RETURN_IF_ERROR(make_pool(host, host_blocks, 0.0, &G.host));
     }
   }

@@ -772,5 +772,24 @@ TEST(BlockManagerEvictionTest, LowPriorityPagesAreEvictedFirst) {
   EXPECT_TRUE(bm->SetEvictionPriority(3, EvictionPriority::kLow).ok());
 }
 
+// share_host_pools: the host tier has memory in a memfd (another process can map it) even under a
+// virtual GPU tier, so a remote tier can stage pages through it; without it the host tier of a
+// virtual GPU is virtual too.
+TEST(BlockManagerTest, SharedHostPoolsHaveMemoryUnderAVirtualGpuTier) {
+  CacheConfig cfg = Config(4, 16, 8);
+  cfg.gpu_tier = Tier::kVirtual;
+  auto plain = Make(Spec({LayerSpec::Full()}), cfg);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_FALSE(plain->host_pool(0)->has_memory());
+  cfg.share_host_pools = true;
+  cfg.remote.url = "memory://shared-host-pools";
+  auto shared = Make(Spec({LayerSpec::Full()}), cfg);
+  ASSERT_NE(shared, nullptr);
+  EXPECT_FALSE(shared->gpu_pool(0).has_memory());
+  EXPECT_EQ(shared->host_pool(0)->backend(), MemoryBackend::kSharedHost);
+  EXPECT_GE(shared->host_pool(0)->shared_memory_fd(), 0);
+  EXPECT_TRUE(shared->has_remote_tier());
+}
+
 }  // namespace
 }  // namespace pagedkv

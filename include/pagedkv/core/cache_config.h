@@ -44,6 +44,11 @@ struct CacheConfig {
   bool strict_gpu = false;
   // Plain-host pools: ask for transparent huge pages (madvise); ignored where unsupported.
   bool host_huge_pages = false;
+  // The host tier's pools in memfd segments other processes can map (MemoryPool kSharedHost),
+  // with memory even when the GPU tier is kVirtual: `pagedkv serve` keeps the GPU bytes in pools
+  // of its own but lets the manager own the host tier, whose bytes the remote tier reads and
+  // writes.
+  bool share_host_pools = false;
   // The shared tier below host (a Redis server or cluster): published pages that earned it are
   // written there and later prompts load them instead of recomputing. Needs a host tier with
   // memory (pages are staged through it). Off with an empty url.
