@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "pagedkv/core/logging.h"
+#include "pagedkv/core/status.h"
 #include "pagedkv/service/wire.h"
 #include "service/internal/session_registry.h"
 
@@ -21,6 +22,15 @@ Deadline CallDeadline(const grpc::ServerContext& context) {
   if (deadline >= now_system + std::chrono::hours(24 * 365)) return Deadline::max();
   return now_steady +
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - now_system);
+}
+
+grpc::Status GrpcService::Timed(RpcMethod method, const std::function<absl::Status()>& call) {
+  const auto start = std::chrono::steady_clock::now();
+  const absl::Status status = call();
+  core_.metrics().RecordRpc(
+      method, status.code(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return ToGrpcStatus(status);
 }
 
 absl::Status GrpcService::Authorize(const grpc::ServerContext& context) const {
@@ -45,41 +55,53 @@ absl::Status GrpcService::Authorize(const grpc::ServerContext& context) const {
 grpc::Status GrpcService::OpenSession(grpc::ServerContext* context,
                                       const v1::OpenSessionRequest* request,
                                       v1::OpenSessionResponse* response) {
-  if (absl::Status s = Authorize(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(core_.OpenSession(*request, response));
+  return Timed(RpcMethod::kOpenSession, [&]() -> absl::Status {
+    PAGEDKV_RETURN_IF_ERROR(Authorize(*context));
+    return core_.OpenSession(*request, response);
+  });
 }
 
 grpc::Status GrpcService::Step(grpc::ServerContext* context, const v1::StepRequest* request,
                                v1::StepResponse* response) {
-  if (absl::Status s = Authorize(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(core_.Step(*request, CallDeadline(*context), response));
+  return Timed(RpcMethod::kStep, [&]() -> absl::Status {
+    PAGEDKV_RETURN_IF_ERROR(Authorize(*context));
+    return core_.Step(*request, CallDeadline(*context), response);
+  });
 }
 
 grpc::Status GrpcService::KeepAlive(grpc::ServerContext* context,
                                     const v1::KeepAliveRequest* request,
                                     v1::KeepAliveResponse* response) {
-  if (absl::Status s = Authorize(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(core_.KeepAlive(*request, response));
+  return Timed(RpcMethod::kKeepAlive, [&]() -> absl::Status {
+    PAGEDKV_RETURN_IF_ERROR(Authorize(*context));
+    return core_.KeepAlive(*request, response);
+  });
 }
 
 grpc::Status GrpcService::CloseSession(grpc::ServerContext* context,
                                        const v1::CloseSessionRequest* request,
                                        v1::CloseSessionResponse* response) {
-  if (absl::Status s = Authorize(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(core_.CloseSession(*request, CallDeadline(*context), response));
+  return Timed(RpcMethod::kCloseSession, [&]() -> absl::Status {
+    PAGEDKV_RETURN_IF_ERROR(Authorize(*context));
+    return core_.CloseSession(*request, CallDeadline(*context), response);
+  });
 }
 
 grpc::Status GrpcService::Stats(grpc::ServerContext* context, const v1::StatsRequest* request,
                                 v1::StatsResponse* response) {
-  if (absl::Status s = Authorize(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(core_.Stats(*request, CallDeadline(*context), response));
+  return Timed(RpcMethod::kStats, [&]() -> absl::Status {
+    PAGEDKV_RETURN_IF_ERROR(Authorize(*context));
+    return core_.Stats(*request, CallDeadline(*context), response);
+  });
 }
 
 grpc::Status GrpcService::DescribeModel(grpc::ServerContext* context,
                                         const v1::DescribeModelRequest* request,
                                         v1::DescribeModelResponse* response) {
-  if (absl::Status s = Authorize(*context); !s.ok()) return ToGrpcStatus(s);
-  return ToGrpcStatus(core_.DescribeModel(*request, response));
+  return Timed(RpcMethod::kDescribeModel, [&]() -> absl::Status {
+    PAGEDKV_RETURN_IF_ERROR(Authorize(*context));
+    return core_.DescribeModel(*request, response);
+  });
 }
 
 }  // namespace pagedkv::service::internal

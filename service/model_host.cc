@@ -11,6 +11,7 @@
 #include "pagedkv/core/check.h"
 #include "pagedkv/core/logging.h"
 #include "pagedkv/core/status.h"
+#include "service/internal/cuda_ipc.h"
 #include "service/internal/session.h"
 
 namespace pagedkv::service::internal {
@@ -20,11 +21,17 @@ v1::PoolKind KindOf(const MemoryPool& pool) {
   switch (pool.backend()) {
     case MemoryBackend::kSharedHost:
       return v1::POOL_KIND_MEMFD;
+    case MemoryBackend::kCudaDevice:
+      return v1::POOL_KIND_CUDA_IPC;
     default:
-      // Device pools become POOL_KIND_CUDA_IPC with the next service issue; plain host and
-      // virtual pools cannot be reached from another process.
+      // Plain host and virtual pools cannot be reached from another process.
       return v1::POOL_KIND_NONE;
   }
+}
+
+bool IsHostMemory(MemoryBackend b) {
+  return b == MemoryBackend::kSharedHost || b == MemoryBackend::kHostAligned ||
+         b == MemoryBackend::kCudaPinnedHost;
 }
 
 void DescribePool(const MemoryPool& pool, int32_t group, std::string_view tier,
@@ -37,7 +44,7 @@ void DescribePool(const MemoryPool& pool, int32_t group, std::string_view tier,
   out->set_num_blocks(pool.num_blocks());
   out->set_bytes_per_block(pool.bytes_per_block());
   out->set_offset_bytes(0);
-  out->set_map_bytes(pool.shared_memory_bytes());
+  out->set_map_bytes(pool.is_device_memory() ? pool.total_bytes() : pool.shared_memory_bytes());
   out->set_fd_index(-1);
   v1::PoolLayout* layout = out->mutable_layout();
   layout->set_num_layers(layers_in_group);
@@ -56,10 +63,12 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Create(const ModelOptions&
   if (host->name_.empty()) {
     return absl::InvalidArgumentError("a served model needs a name (set it or name the spec)");
   }
-  // The manager keeps the books only: the pools below hold the bytes, so its own GPU tier is
-  // virtual (and so, then, is its host tier).
+  // The manager keeps the books of the GPU tier only: the GPU pools below hold the bytes, so its
+  // own GPU tier is virtual. Its host tier is the shared one the engines map (and the one the
+  // remote tier stages pages through); a metadata-only model keeps it virtual too.
   CacheConfig manager_config = options.cache;
   manager_config.gpu_tier = Tier::kVirtual;
+  manager_config.share_host_pools = options.share_pools && options.cache.gpu_tier != Tier::kVirtual;
   absl::StatusOr<std::unique_ptr<BlockManager>> bm =
       BlockManager::Create(options.spec, manager_config);
   if (!bm.ok()) {
@@ -111,33 +120,69 @@ absl::StatusOr<std::unique_ptr<ModelHost>> ModelHost::Create(const ModelOptions&
     po.tier = options.cache.gpu_tier;
     po.num_blocks = info.gpu_num_blocks;
     po.name = absl::StrCat(host->name_, "/group", g, "/gpu");
+    po.cuda_device = options.cuda_device;
     PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<MemoryPool> gpu, MemoryPool::Create(po));
     DescribePool(*gpu, g, "gpu", spec, layers_in_group, m.block_size(), d.add_pools());
+    if (gpu->is_device_memory()) {
+      PAGEDKV_ASSIGN_OR_RETURN(std::string handle,
+                               ExportCudaIpcHandle(gpu->base(), options.cuda_device));
+      host->ipc_handles_.resize(g + 1);
+      host->ipc_handles_[g] = std::move(handle);
+      host->device_pools_ = true;
+    }
     host->gpu_pools_.push_back(std::move(gpu));
     if (m.has_host_tier()) {
-      // A metadata-only model keeps its host tier metadata-only too.
-      po.tier = options.cache.gpu_tier == Tier::kVirtual ? Tier::kVirtual : Tier::kHost;
-      po.num_blocks = info.host_num_blocks;
-      po.name = absl::StrCat(host->name_, "/group", g, "/host");
-      PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<MemoryPool> hp, MemoryPool::Create(po));
+      MemoryPool* hp = m.host_pool(g);
+      if (!manager_config.share_host_pools) {
+        // Not shared: pools of our own (a metadata-only model keeps its host tier virtual too).
+        po.tier = options.cache.gpu_tier == Tier::kVirtual ? Tier::kVirtual : Tier::kHost;
+        po.num_blocks = info.host_num_blocks;
+        po.name = absl::StrCat(host->name_, "/group", g, "/host");
+        PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<MemoryPool> own, MemoryPool::Create(po));
+        hp = own.get();
+        host->owned_host_pools_.push_back(std::move(own));
+      }
       DescribePool(*hp, g, "host", spec, layers_in_group, m.block_size(), d.add_pools());
-      host->host_pools_.push_back(std::move(hp));
+      host->host_pools_.push_back(hp);
     }
   }
+  host->cuda_device_ = options.cuda_device;
+  host->remote_url_ = options.cache.remote.url;
   host->executes_cache_ops_ = true;
-  for (const auto* pools : {&host->gpu_pools_, &host->host_pools_}) {
-    for (const std::unique_ptr<MemoryPool>& pool : *pools) {
-      const MemoryBackend b = pool->backend();
-      if (b != MemoryBackend::kSharedHost && b != MemoryBackend::kHostAligned) {
-        host->executes_cache_ops_ = false;
+  for (const auto& pool : host->gpu_pools_) {
+    if (!IsHostMemory(pool->backend()) && !pool->is_device_memory()) {
+      host->executes_cache_ops_ = false;
+    }
+  }
+  for (MemoryPool* pool : host->host_pools_) {
+    if (!IsHostMemory(pool->backend())) host->executes_cache_ops_ = false;
+    // Device copies from and to shared host memory go by DMA once it is page-locked.
+    if (host->device_pools_ && pool->backend() == MemoryBackend::kSharedHost) {
+      if (absl::Status s = RegisterHostMemory(pool->base(), pool->shared_memory_bytes()); s.ok()) {
+        host->registered_host_.push_back(pool->base());
+      } else {
+        PAGEDKV_LOG_WARN("model {}: host pool not page-locked ({}); swaps will be slower",
+                         host->name_, StdView(s.message()));
       }
     }
   }
   return host;
 }
 
+ModelHost::~ModelHost() {
+  for (void* base : registered_host_) UnregisterHostMemory(base);
+}
+
+std::vector<uint64_t> ModelHost::bytes_per_block() const {
+  std::vector<uint64_t> out;
+  for (int32_t g = 0; g < num_groups_; ++g) out.push_back(bm_->group_info(g).bytes_per_block);
+  return out;
+}
+
 absl::Status ModelHost::ExecuteCacheOps(const CacheOps& ops) {
-  const CacheOpOptions cpu{.backend = Backend::kCpu};
+  // Device pools: the CUDA copies (kAuto picks them for device pointers), then a wait, so that
+  // every engine's next kernel sees the moved pages.
+  const CacheOpOptions cpu{.backend = device_pools_ ? Backend::kAuto : Backend::kCpu};
   std::vector<BlockCopy> pairs;
   const auto convert = [&](const std::vector<BlockPair>& from) {
     pairs.clear();
@@ -161,6 +206,7 @@ absl::Status ModelHost::ExecuteCacheOps(const CacheOps& ops) {
     PAGEDKV_RETURN_IF_ERROR(
         CopyBlocks(gpu.base(), g.bytes_per_block, gpu_blocks, convert(g.copies), cpu));
   }
+  if (device_pools_) PAGEDKV_RETURN_IF_ERROR(SynchronizeCudaDevice(cuda_device_));
   counters_.executed_cache_op_bytes += ops.total_bytes();
   return absl::OkStatus();
 }
@@ -170,11 +216,15 @@ void ModelHost::FillPoolHandles(v1::PoolHandles* out, std::vector<int>* fds) con
   for (const v1::PoolHandle& described : description_.pools()) {
     v1::PoolHandle* h = out->add_pools();
     *h = described;
-    const auto& pools = described.tier() == "gpu" ? gpu_pools_ : host_pools_;
-    const MemoryPool& pool = *pools[described.group()];
+    const MemoryPool& pool = described.tier() == "gpu" ? *gpu_pools_[described.group()]
+                                                       : *host_pools_[described.group()];
     if (pool.shared_memory_fd() >= 0) {
       h->set_fd_index(static_cast<int32_t>(fds->size()));
       fds->push_back(pool.shared_memory_fd());
+    }
+    if (pool.is_device_memory() && described.tier() == "gpu") {
+      h->set_cuda_ipc_handle(ipc_handles_[described.group()]);
+      h->set_cuda_device(cuda_device_);
     }
   }
 }
@@ -227,6 +277,78 @@ void ModelHost::FillStats(v1::ModelStats* out) const {
   out->set_ops(counters_.ops);
   out->set_failed_ops(counters_.failed_ops);
   out->set_executed_cache_op_bytes(counters_.executed_cache_op_bytes);
+  if (bm_->has_remote_tier()) {
+    const RemoteTierStats r = bm_->remote_stats();
+    v1::RemoteTierStats* o = out->mutable_remote();
+    o->set_url(remote_url_);
+    o->set_lookups(r.lookups);
+    o->set_lookups_skipped(r.lookups_skipped);
+    o->set_lookup_pages(r.lookup_pages);
+    o->set_hit_pages(r.hit_pages);
+    o->set_miss_missing(r.miss_missing);
+    o->set_miss_timeout(r.miss_timeout);
+    o->set_miss_error(r.miss_error);
+    o->set_miss_corrupt(r.miss_corrupt);
+    o->set_miss_foreign(r.miss_foreign);
+    o->set_bytes_read(r.bytes_read);
+    o->set_writes_queued(r.writes_queued);
+    o->set_writes_done(r.writes_done);
+    o->set_writes_dropped(r.writes_dropped);
+    o->set_write_errors(r.write_errors);
+    o->set_bytes_written(r.bytes_written);
+    o->set_queue_bytes(r.queue_bytes);
+  }
+}
+
+void ModelHost::ListPrefixIndex(v1::ModelStats* out) const {
+  for (int32_t g = 0; g < num_groups_; ++g) {
+    for (const BlockAllocator* alloc : {&bm_->gpu_allocator(g), bm_->host_allocator(g)}) {
+      if (alloc == nullptr) continue;
+      const bool on_host = alloc == bm_->host_allocator(g);
+      for (BlockId b = 0; b < alloc->num_blocks(); ++b) {
+        if (!alloc->is_hashed(b)) continue;
+        v1::PrefixIndexPage* p = out->add_prefix_index();
+        p->set_group(g);
+        p->set_medium(std::string(MediumName(on_host ? Tier::kHost : Tier::kGpu)));
+        p->set_block_hash(WireHash(*alloc->hash(b)));
+      }
+    }
+  }
+}
+
+void ModelHost::FillMetrics(ModelMetrics* out) const {
+  out->name = name_;
+  out->pools = bm_->stats();
+  out->bytes_per_block = bytes_per_block();
+  out->has_remote = bm_->has_remote_tier();
+  if (out->has_remote) out->remote = bm_->remote_stats();
+  out->counters = counters_;
+  out->open_sessions = open_sessions;
+  out->quarantined_sequences = num_quarantined();
+  out->quarantined_gpu_blocks = quarantine_ledger_.used(Tier::kGpu);
+  out->quarantined_host_blocks = quarantine_ledger_.used(Tier::kHost);
+  out->lock_wait = lock_wait_.snapshot();
+  out->has_events = publisher_ != nullptr;
+  if (publisher_ != nullptr) out->events = publisher_->counters();
+}
+
+void ModelHost::EnableEvents(KvEventPublisher* publisher) {
+  publisher_ = publisher;
+  if (publisher == nullptr) {
+    bm_->SetPrefixIndexListener(nullptr);
+    (void)collector_.Take(0);
+    return;
+  }
+  KvEventBatch cleared;
+  cleared.ts = WallSeconds();
+  cleared.events.push_back({.kind = KvEvent::Kind::kAllBlocksCleared});
+  publisher_->Publish(std::move(cleared));
+  bm_->SetPrefixIndexListener(&collector_);
+}
+
+void ModelHost::FlushEvents() {
+  if (publisher_ == nullptr || collector_.empty()) return;
+  publisher_->Publish(collector_.Take(WallSeconds()));
 }
 
 absl::Status ModelHost::CheckInvariants(const std::vector<const Session*>& sessions) const {

@@ -15,14 +15,75 @@
 #include "pagedkv/core/logging.h"
 #include "pagedkv/core/status.h"
 #include "service/internal/grpc_service.h"
+#include "service/internal/kv_events.h"
+#include "service/internal/metrics_http.h"
 #include "service/internal/pool_socket.h"
 #include "service/internal/service_core.h"
 
 namespace pagedkv::service {
 
 using internal::GrpcService;
+using internal::KvEventPublisher;
+using internal::MetricsServer;
 using internal::PoolSocket;
 using internal::ServiceCore;
+
+namespace {
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
+  return name;
+}
+
+// The topic of one model's events: {host} and {model} replaced.
+std::string ExpandTopic(std::string_view pattern, const std::string& host,
+                        const std::string& model) {
+  std::string out;
+  for (size_t i = 0; i < pattern.size();) {
+    if (pattern.substr(i, 6) == "{host}") {
+      out += host;
+      i += 6;
+    } else if (pattern.substr(i, 7) == "{model}") {
+      out += model;
+      i += 7;
+    } else {
+      out.push_back(pattern[i++]);
+    }
+  }
+  return out;
+}
+
+// The options of metrics and events that Check and Start both refuse.
+absl::Status ValidateObservability(const ServerOptions& o) {
+  if (!o.metrics_address.empty()) {
+    std::string host;
+    int port;
+    PAGEDKV_RETURN_IF_ERROR(
+        internal::ParseHostPort(o.metrics_address, "metrics address", &host, &port));
+  }
+  const KvEventsOptions& e = o.events;
+  if (e.endpoint.empty() && !e.replay_endpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "events: a replay endpoint without an event endpoint; set the event endpoint too");
+  }
+  if (e.endpoint.empty()) return absl::OkStatus();
+  for (size_t i = 0; i < o.models.size(); ++i) {
+    PAGEDKV_RETURN_IF_ERROR(internal::ModelEndpoint(e.endpoint, static_cast<int>(i)).status());
+    if (!e.replay_endpoint.empty()) {
+      PAGEDKV_RETURN_IF_ERROR(
+          internal::ModelEndpoint(e.replay_endpoint, static_cast<int>(i)).status());
+    }
+  }
+  if (e.buffer_batches < 1 || e.max_queue_batches < 1 || e.high_water_mark < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "events: buffer_batches (", e.buffer_batches, ") and max_queue_batches (",
+        e.max_queue_batches, ") must be >= 1 and high_water_mark (", e.high_water_mark, ") >= 0"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 struct Server::Impl {
   ServerOptions options;
@@ -31,6 +92,10 @@ struct Server::Impl {
   std::unique_ptr<grpc::Server> unix_server, tcp_server;
   std::unique_ptr<PoolSocket> pool_socket;
   int tcp_port = 0;
+  // Declared after `core`, so destroyed before it: the models point to the publishers, the
+  // metrics page reads the core.
+  std::vector<std::unique_ptr<KvEventPublisher>> publishers;  // [model] when events are on
+  std::unique_ptr<MetricsServer> metrics;
 
   std::mutex reaper_mu;
   std::condition_variable reaper_cv;
@@ -60,10 +125,52 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(ServerOptions options) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_message_bytes must be >= 4096, got ", options.max_message_bytes));
   }
+  PAGEDKV_RETURN_IF_ERROR(ValidateObservability(options));
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   const ServerOptions& o = impl->options;
   PAGEDKV_ASSIGN_OR_RETURN(impl->core, ServiceCore::Create(o));
+  // Events before the first call: a model's first batch (AllBlocksCleared) precedes any Step's.
+  if (!o.events.endpoint.empty()) {
+    const std::string host_name = HostName();
+    for (size_t i = 0; i < impl->core->num_models(); ++i) {
+      internal::ModelHost& model = impl->core->model(i);
+      const int index = static_cast<int>(i);
+      PAGEDKV_ASSIGN_OR_RETURN(std::string endpoint,
+                               internal::ModelEndpoint(o.events.endpoint, index));
+      std::string replay;
+      if (!o.events.replay_endpoint.empty()) {
+        PAGEDKV_ASSIGN_OR_RETURN(replay, internal::ModelEndpoint(o.events.replay_endpoint, index));
+      }
+      PAGEDKV_ASSIGN_OR_RETURN(
+          std::unique_ptr<KvEventPublisher> publisher,
+          KvEventPublisher::Start(endpoint, replay,
+                                  ExpandTopic(o.events.topic, host_name, model.name()),
+                                  model.block_size(), o.events));
+      {
+        std::lock_guard lock(model.mu());
+        model.EnableEvents(publisher.get());
+      }
+      PAGEDKV_LOG_INFO("serve kv_events model={} endpoint={} replay={} topic={}", model.name(),
+                       publisher->endpoint(),
+                       publisher->replay_endpoint().empty() ? "-" : publisher->replay_endpoint(),
+                       publisher->topic());
+      impl->publishers.push_back(std::move(publisher));
+    }
+  }
+  if (!o.metrics_address.empty()) {
+    ServiceCore* core = impl->core.get();
+    PAGEDKV_ASSIGN_OR_RETURN(
+        impl->metrics,
+        MetricsServer::Start(o.metrics_address, [core]() -> absl::StatusOr<std::string> {
+          PAGEDKV_ASSIGN_OR_RETURN(
+              internal::MetricsSnapshot snapshot,
+              core->SnapshotMetrics(std::chrono::steady_clock::now() + std::chrono::seconds(5)));
+          return internal::RenderPrometheus(snapshot);
+        }));
+    PAGEDKV_LOG_INFO("serve metrics url=http://{}/metrics port={}", o.metrics_address,
+                     impl->metrics->port());
+  }
 
   if (!o.socket_path.empty()) {
     PAGEDKV_RETURN_IF_ERROR(internal::ClearStaleSocket(o.socket_path));
@@ -132,6 +239,7 @@ absl::StatusOr<std::string> Server::Check(const ServerOptions& options) {
     return absl::InvalidArgumentError(
         "TCP (--listen) needs a bearer token: give --token-file with a non-empty token");
   }
+  PAGEDKV_RETURN_IF_ERROR(ValidateObservability(options));
   PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<ServiceCore> core, ServiceCore::Create(options));
   std::string text;
   for (const ModelOptions& m : options.models) {
@@ -146,8 +254,16 @@ absl::StatusOr<std::string> Server::Check(const ServerOptions& options) {
       absl::StrAppend(&text, "  pool group ", p.group(), " ", p.tier(), ": ", p.num_blocks(),
                       " blocks x ", p.bytes_per_block(),
                       " bytes = ", uint64_t{p.num_blocks()} * p.bytes_per_block(), " bytes, ",
-                      p.backend(), p.kind() == v1::POOL_KIND_MEMFD ? " (shared with engines)" : "",
+                      p.backend(),
+                      p.kind() == v1::POOL_KIND_MEMFD      ? " (shared with engines)"
+                      : p.kind() == v1::POOL_KIND_CUDA_IPC ? " (shared with engines by CUDA IPC)"
+                                                           : "",
                       "\n");
+    }
+    if (!m.cache.remote.url.empty()) {
+      absl::StrAppend(&text, "  remote tier ", m.cache.remote.url, ", timeout ",
+                      m.cache.remote.timeout_us, " us, ttl ", m.cache.remote.ttl_seconds,
+                      " s, admitted after ", m.cache.remote.admit_hits, " hit(s)\n");
     }
   }
   absl::StrAppend(&text, "socket ", options.socket_path.empty() ? "-" : options.socket_path,
@@ -159,6 +275,15 @@ absl::StatusOr<std::string> Server::Check(const ServerOptions& options) {
                   "), quarantine ", options.limits.quarantine_seconds, " s, at most ",
                   options.limits.max_sessions, " sessions, messages up to ",
                   options.max_message_bytes, " bytes\n");
+  absl::StrAppend(&text, "metrics ",
+                  options.metrics_address.empty()
+                      ? "off"
+                      : absl::StrCat("http://", options.metrics_address, "/metrics"),
+                  ", kv events ", options.events.endpoint.empty() ? "off" : options.events.endpoint,
+                  options.events.replay_endpoint.empty()
+                      ? ""
+                      : absl::StrCat(" (replay ", options.events.replay_endpoint, ")"),
+                  "\n");
   return text;
 }
 
@@ -173,6 +298,20 @@ std::string Server::pool_socket_path() const {
 }
 
 int Server::tcp_port() const { return impl_->tcp_port; }
+
+int Server::metrics_port() const { return impl_->metrics ? impl_->metrics->port() : 0; }
+
+std::vector<std::string> Server::event_endpoints() const {
+  std::vector<std::string> out;
+  for (const auto& p : impl_->publishers) out.push_back(p->endpoint());
+  return out;
+}
+
+std::vector<std::string> Server::replay_endpoints() const {
+  std::vector<std::string> out;
+  for (const auto& p : impl_->publishers) out.push_back(p->replay_endpoint());
+  return out;
+}
 
 internal::ServiceCore& Server::core() { return *impl_->core; }
 
@@ -197,6 +336,16 @@ void Server::Shutdown(double drain_seconds) {
   impl_->reaper_cv.notify_all();
   if (impl_->reaper.joinable()) impl_->reaper.join();
   if (impl_->pool_socket) impl_->pool_socket->Stop();
+  if (impl_->metrics) impl_->metrics->Stop();
+  // No call runs any more: the last batches go out, then the sockets close.
+  for (size_t i = 0; i < impl_->publishers.size(); ++i) {
+    internal::ModelHost& model = impl_->core->model(i);
+    {
+      std::lock_guard lock(model.mu());
+      model.EnableEvents(nullptr);
+    }
+    impl_->publishers[i]->Stop(drain_seconds);
+  }
   if (impl_->unix_server) {
     impl_->unix_server->Wait();
     unlink(impl_->options.socket_path.c_str());

@@ -26,6 +26,15 @@ int64_t SecondsToNs(double seconds) { return static_cast<int64_t>(std::llround(s
 
 absl::StatusOr<std::unique_lock<std::timed_mutex>> LockModel(ModelHost& host, Deadline deadline) {
   const auto now = std::chrono::steady_clock::now();
+  // The time waited goes to the model's histogram, timeouts included.
+  struct RecordWait {
+    ModelHost& host;
+    std::chrono::steady_clock::time_point start;
+    ~RecordWait() {
+      host.lock_wait().Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  } record{host, now};
   deadline = std::min(deadline, now + kMaxLockWait);
   std::unique_lock lock(host.mu(), std::defer_lock);
   // A system_clock deadline: libstdc++ then waits with pthread_mutex_timedlock, which
@@ -280,7 +289,9 @@ absl::Status ServiceCore::Stats(const v1::StatsRequest& request, Deadline deadli
   for (const auto& host : models_) {
     if (!request.model().empty() && host->name() != request.model()) continue;
     PAGEDKV_ASSIGN_OR_RETURN(std::unique_lock<std::timed_mutex> lock, LockModel(*host, deadline));
-    host->FillStats(response->add_models());
+    v1::ModelStats* model_stats = response->add_models();
+    host->FillStats(model_stats);
+    if (request.prefix_index()) host->ListPrefixIndex(model_stats);
     if (request.check_invariants() && invariants.ok()) {
       const std::vector<std::shared_ptr<Session>> all = registry_.All();
       std::vector<const Session*> sessions;
@@ -327,11 +338,36 @@ absl::Status ServiceCore::DescribeModel(const v1::DescribeModelRequest& request,
 }
 
 absl::Status ServiceCore::PoolHandles(const v1::PoolHandlesRequest& request,
-                                      v1::PoolHandles* handles, std::vector<int>* fds) const {
-  PAGEDKV_ASSIGN_OR_RETURN(std::shared_ptr<Session> session,
-                           registry_.Authenticate(request.session()));
-  session->model->FillPoolHandles(handles, fds);
-  return absl::OkStatus();
+                                      v1::PoolHandles* handles, std::vector<int>* fds) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::shared_ptr<Session>> session = registry_.Authenticate(request.session());
+  if (session.ok()) (*session)->model->FillPoolHandles(handles, fds);
+  metrics_.RecordRpc(
+      RpcMethod::kPoolHandles, session.status().code(),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return session.status();
+}
+
+absl::StatusOr<MetricsSnapshot> ServiceCore::SnapshotMetrics(Deadline deadline) {
+  MetricsSnapshot s;
+  for (const auto& host : models_) {
+    PAGEDKV_ASSIGN_OR_RETURN(std::unique_lock<std::timed_mutex> lock, LockModel(*host, deadline));
+    host->FillMetrics(&s.models.emplace_back());
+  }
+  const SessionCounters c = registry_.counters();
+  s.open_sessions = registry_.size();
+  s.sessions_opened = c.opened;
+  s.sessions_closed = c.closed;
+  s.sessions_expired = c.expired;
+  s.quarantines_released = c.quarantines_released;
+  s.draining = draining();
+  for (size_t m = 0; m < kNumRpcMethods; ++m) {
+    s.rpc_latency[m] = metrics_.latency(static_cast<RpcMethod>(m));
+    for (size_t c = 0; c < kNumStatusCodes; ++c) {
+      s.rpc_errors[m][c] = metrics_.errors(static_cast<RpcMethod>(m), static_cast<int>(c));
+    }
+  }
+  return s;
 }
 
 }  // namespace pagedkv::service::internal

@@ -119,6 +119,8 @@ void StepRunner::Run(const v1::StepRequest& request, v1::StepResponse* response)
     if (!status.ok()) {
       failed = true;
       ++host_.counters().failed_ops;
+      const auto code = static_cast<size_t>(status.code());
+      ++host_.counters().failed_ops_by_code[code < kNumStatusCodes ? code : 2];
     }
     ToProto(status, result->mutable_status());
   }
@@ -144,6 +146,7 @@ void StepRunner::Run(const v1::StepRequest& request, v1::StepResponse* response)
       std::unique(session_.last_step_seqs.begin(), session_.last_step_seqs.end()),
       session_.last_step_seqs.end());
   response->set_step(++session_.steps);
+  host_.FlushEvents();
 }
 
 absl::Status StepRunner::RunOp(const v1::Op& op, v1::OpResult* result) {
@@ -349,6 +352,7 @@ absl::Status StepRunner::SwapOut(const v1::SwapOutOp& op) {
   PAGEDKV_RETURN_IF_ERROR(CheckQuota(Tier::kHost, need, "swap_out"));
   PAGEDKV_RETURN_IF_ERROR(Translate(bm_.SwapOut(scratch_)));
   for (SeqId seq : scratch_) session_.ledger.Sync(bm_, seq);
+  host_.counters().swapped_out_sequences += scratch_.size();
   return absl::OkStatus();
 }
 

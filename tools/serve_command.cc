@@ -24,10 +24,11 @@ constexpr std::string_view kCommand = "pagedkv serve";
 // Writes what a supervisor (or a test) needs to connect, once the sockets are bound: written to
 // a temporary name and renamed, so a reader never sees half a file.
 absl::Status WriteReadyFile(const std::string& path, const service::Server& server) {
-  const nlohmann::ordered_json ready = {{"pid", static_cast<int64_t>(getpid())},
-                                        {"socket", server.socket_path()},
-                                        {"pool_socket", server.pool_socket_path()},
-                                        {"tcp_port", server.tcp_port()}};
+  const nlohmann::ordered_json ready = {
+      {"pid", static_cast<int64_t>(getpid())},        {"socket", server.socket_path()},
+      {"pool_socket", server.pool_socket_path()},     {"tcp_port", server.tcp_port()},
+      {"metrics_port", server.metrics_port()},        {"event_endpoints", server.event_endpoints()},
+      {"replay_endpoints", server.replay_endpoints()}};
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
@@ -45,6 +46,7 @@ absl::Status WriteReadyFile(const std::string& path, const service::Server& serv
 int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> args) {
   std::string model_name, served_name, config_path, socket_path, listen_address, token_file;
   std::string ready_file, gpu_tier = "gpu";
+  std::string metrics_address, events_endpoint, replay_endpoint, events_topic, remote_url;
   int64_t gpu_blocks = 0, host_blocks = 0, block_size = 16;
   bool prefix_caching = true, strict_gpu = false;
   ServeConfig defaults;
@@ -87,6 +89,23 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
                   "also serve gRPC over TCP (needs --token-file); port 0 picks one",
                   &listen_address, "");
   flags.AddString("token-file", "FILE", "bearer token TCP clients must send", &token_file, "");
+  flags.StartGroup("Observability and the remote tier");
+  flags.AddString("metrics-address", "HOST:PORT",
+                  "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)",
+                  &metrics_address, "");
+  flags.AddString("events-endpoint", "ENDPOINT",
+                  "publish KV events for routers (ZeroMQ PUB, vLLM's format): tcp://HOST:PORT or "
+                  "ipc://PATH; model i binds PORT + i",
+                  &events_endpoint, "");
+  flags.AddString("events-replay-endpoint", "ENDPOINT",
+                  "ZeroMQ ROUTER that replays missed event batches", &replay_endpoint, "");
+  flags.AddString("events-topic", "TOPIC",
+                  "topic of the event messages; {host} and {model} are replaced", &events_topic,
+                  "kv@{host}@{model}");
+  flags.AddString("remote", "URL",
+                  "remote KV tier of every model: redis://HOST:PORT or "
+                  "redis+cluster://H:P[,H:P...] (needs --host-blocks)",
+                  &remote_url, "");
   flags.StartGroup("Sessions and limits");
   flags.AddDouble("lease-seconds", "S", "lease of a session that asks for none", &lease_seconds);
   flags.AddDouble("max-lease-seconds", "S", "longest lease a session may ask for",
@@ -115,7 +134,9 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
       "  pagedkv serve --model llama-3-8b --gpu-blocks 4096 --gpu-tier virtual --check\n"
       "  pagedkv serve --config serve.json --socket /run/pagedkv/kv.sock\n"
       "  pagedkv serve --model qwen2.5-1.5b --gpu-blocks 2048 --listen 127.0.0.1:7070 "
-      "--token-file token.txt\n");
+      "--token-file token.txt\n"
+      "  pagedkv serve --model llama-3-8b --gpu-blocks 4096 --host-blocks 1024 --metrics-address "
+      "127.0.0.1:9400 --events-endpoint tcp://127.0.0.1:5557 --remote redis://10.0.0.5:6379\n");
   if (int rc = ParseOrReport(flags, args, ctx); rc != kExitOk) {
     return rc == kHelpShown ? kExitOk : rc;
   }
@@ -176,6 +197,18 @@ int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> arg
   if (flags.IsSet("max-message-bytes"))
     o.max_message_bytes = static_cast<int64_t>(max_message_bytes);
   if (flags.IsSet("drain-seconds")) cfg.drain_seconds = drain_seconds;
+  if (flags.IsSet("metrics-address")) o.metrics_address = metrics_address;
+  if (flags.IsSet("events-endpoint")) o.events.endpoint = events_endpoint;
+  if (flags.IsSet("events-replay-endpoint")) o.events.replay_endpoint = replay_endpoint;
+  if (flags.IsSet("events-topic")) o.events.topic = events_topic;
+  if (flags.IsSet("remote")) {
+    for (service::ModelOptions& m : o.models) {
+      m.cache.remote.url = remote_url;
+      if (absl::Status s = m.cache.remote.Validate(); !s.ok()) {
+        return usage(absl::StrCat("--remote '", remote_url, "': ", s.message()));
+      }
+    }
+  }
   o.testing_step_delay_ms = testing_step_delay_ms;
   if (o.socket_path.empty()) {
     absl::StatusOr<std::string> path = DefaultSocketPath();

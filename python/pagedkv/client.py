@@ -234,8 +234,10 @@ class Client:
     def close_session(self, session_ref):
         return self._call(self._stub.CloseSession, pb.CloseSessionRequest(session=session_ref))
 
-    def stats(self, session_ref=None, check_invariants=False, model=""):
-        request = pb.StatsRequest(check_invariants=check_invariants, model=model)
+    def stats(self, session_ref=None, check_invariants=False, model="", prefix_index=False):
+        """prefix_index: also list each model's prefix index (ModelStats.prefix_index)."""
+        request = pb.StatsRequest(check_invariants=check_invariants, model=model,
+                                  prefix_index=prefix_index)
         if session_ref is not None:
             request.session.CopyFrom(session_ref)
         return self._call(self._stub.Stats, request)
@@ -307,8 +309,9 @@ class SharedPools:
     pools: {(group, "gpu"|"host"): array} with each array shaped
     [num_blocks, layers_in_group, 2 (K, V), num_kv_heads, block_size, head_dim] over the shared
     memory (dtype float32 / float16; uint16 bits for bf16): the pages the page tables name, so
-    pagedkv.write_kv and pagedkv.attention_decode run on them directly. handles: the PoolHandle
-    messages.
+    pagedkv.write_kv and pagedkv.attention_decode run on them directly. A GPU pool in CUDA device
+    memory is a client_cuda.DevicePool instead (same shape, __cuda_array_interface__; e.g.
+    torch.as_tensor(pool, device="cuda")). handles: the PoolHandle messages.
     """
 
     def __init__(self, model, handles, arrays, maps):
@@ -339,6 +342,10 @@ class SharedPools:
                 raise ServiceError(code, message)
             arrays, maps = {}, []
             for h in reply.handles.pools:
+                if h.kind == pb.POOL_KIND_CUDA_IPC:
+                    from .client_cuda import DevicePool
+                    arrays[(h.group, h.tier)] = DevicePool(h, _DTYPES[h.layout.dtype])
+                    continue
                 if h.fd_index < 0:
                     continue  # not shareable (a virtual pool)
                 m = mmap.mmap(fds[h.fd_index], h.map_bytes, mmap.MAP_SHARED,
@@ -378,6 +385,9 @@ class _LocalServer:
         self.socket = ready["socket"]
         self.pool_socket = ready["pool_socket"]
         self.tcp_port = ready["tcp_port"]
+        self.metrics_port = ready.get("metrics_port", 0)  # 0 without --metrics-address
+        self.event_endpoints = ready.get("event_endpoints", [])  # per model, bound
+        self.replay_endpoints = ready.get("replay_endpoints", [])
         self.pid = ready["pid"]
         self.target = "unix:" + self.socket
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "pagedkv/core/status.h"
 #include "pagedkv/service/wire.h"
+#include "service/internal/cuda_ipc.h"
 #include "service/internal/fd_passing.h"
 
 namespace pagedkv::client {
@@ -25,6 +26,7 @@ MappedPool::~MappedPool() { Unmap(); }
 MappedPool::MappedPool(MappedPool&& other) noexcept
     : handle_(std::move(other.handle_)),
       mapping_(std::exchange(other.mapping_, nullptr)),
+      device_(std::exchange(other.device_, false)),
       map_bytes_(std::exchange(other.map_bytes_, 0)),
       base_(std::exchange(other.base_, nullptr)) {}
 
@@ -35,12 +37,18 @@ MappedPool& MappedPool::operator=(MappedPool&& other) noexcept {
     mapping_ = std::exchange(other.mapping_, nullptr);
     map_bytes_ = std::exchange(other.map_bytes_, 0);
     base_ = std::exchange(other.base_, nullptr);
+    device_ = std::exchange(other.device_, false);
   }
   return *this;
 }
 
 void MappedPool::Unmap() {
-  if (mapping_ != nullptr) munmap(mapping_, map_bytes_);
+  if (mapping_ != nullptr && device_) {
+    service::internal::CloseCudaIpcHandle(mapping_, handle_.cuda_device());
+  } else if (mapping_ != nullptr) {
+    munmap(mapping_, map_bytes_);
+  }
+  device_ = false;
   mapping_ = nullptr;
   base_ = nullptr;
   map_bytes_ = 0;
@@ -75,6 +83,32 @@ absl::StatusOr<MappedPool> MappedPool::Map(const v1::PoolHandle& handle, int fd)
   return pool;
 }
 
+absl::StatusOr<MappedPool> MappedPool::OpenCudaIpc(const v1::PoolHandle& handle) {
+  const std::string where = absl::StrCat("pool group ", handle.group(), " ", handle.tier());
+  if (handle.kind() != v1::POOL_KIND_CUDA_IPC) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": kind ", v1::PoolKind_Name(handle.kind()), " is not a CUDA IPC pool"));
+  }
+  const uint64_t need =
+      handle.offset_bytes() + uint64_t{handle.num_blocks()} * handle.bytes_per_block();
+  if (handle.map_bytes() < need) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": the handle maps ", handle.map_bytes(),
+                                                   " bytes, its blocks need ", need));
+  }
+  absl::StatusOr<void*> base =
+      service::internal::OpenCudaIpcHandle(handle.cuda_ipc_handle(), handle.cuda_device());
+  if (!base.ok()) {
+    return absl::Status(base.status().code(), absl::StrCat(where, ": ", base.status().message()));
+  }
+  MappedPool pool;
+  pool.handle_ = handle;
+  pool.mapping_ = static_cast<std::byte*>(*base);
+  pool.map_bytes_ = handle.map_bytes();
+  pool.base_ = pool.mapping_ + handle.offset_bytes();
+  pool.device_ = true;
+  return pool;
+}
+
 MappedPool* SharedPools::Find(int32_t group, Tier tier) {
   for (MappedPool& p : pools) {
     if (p.group() == group && p.tier() == tier) return &p;
@@ -101,6 +135,11 @@ absl::StatusOr<SharedPools> FetchSharedPools(const std::string& path,
   SharedPools pools;
   pools.model = reply.handles().model();
   for (const v1::PoolHandle& h : reply.handles().pools()) {
+    if (h.kind() == v1::POOL_KIND_CUDA_IPC) {
+      PAGEDKV_ASSIGN_OR_RETURN(MappedPool opened, MappedPool::OpenCudaIpc(h));
+      pools.pools.push_back(std::move(opened));
+      continue;
+    }
     if (h.fd_index() < 0) continue;  // not shareable (virtual pools)
     if (static_cast<size_t>(h.fd_index()) >= frame.fds.size()) {
       return absl::InternalError(absl::StrCat("pool socket: handle names descriptor ", h.fd_index(),

@@ -7,6 +7,7 @@
 #ifndef PAGEDKV_SERVICE_INTERNAL_GRPC_SERVICE_H_
 #define PAGEDKV_SERVICE_INTERNAL_GRPC_SERVICE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -37,6 +38,8 @@ class GrpcService final : public v1::KvCache::Service {
  private:
   // Unauthenticated without the right bearer token (TCP only).
   absl::Status Authorize(const grpc::ServerContext& context) const;
+  // Runs `call`, records its latency and code in the core's metrics, maps the status.
+  grpc::Status Timed(RpcMethod method, const std::function<absl::Status()>& call);
 
   ServiceCore& core_;
   const std::string token_;

@@ -1,6 +1,8 @@
-// ModelHost: one served model: its BlockManager (metadata only: the service never touches K/V
-// bytes), the pools the engines share (one per KV group and tier, memfd-backed host memory), the
-// quarantine of expired sessions' sequences, and the lock that makes each Step atomic.
+// ModelHost: one served model: its BlockManager (the books; its GPU tier is virtual), the pools the
+// engines share (one per KV group and tier: GPU pools of its own, memfd host memory or CUDA device
+// memory; the host tier's pools are the manager's own, shared, so the remote tier reads and writes
+// the engines' bytes), the quarantine of expired sessions' sequences, the KV events of its prefix
+// index, and the lock that makes each Step atomic.
 //
 //   std::unique_lock lock(host.mu(), std::defer_lock);
 //   if (!lock.try_lock_until(deadline)) return DeadlineExceeded;
@@ -25,6 +27,8 @@
 #include "pagedkv/service/server.h"
 #include "pagedkv/v1/kvcache.pb.h"
 #include "service/internal/block_ledger.h"
+#include "service/internal/kv_events.h"
+#include "service/internal/metrics.h"
 
 namespace pagedkv::service::internal {
 
@@ -34,17 +38,10 @@ struct Session;
 // message's ids can be rewritten into the session's own ids without touching other numbers.
 inline constexpr SeqId kFirstManagerSeqId = SeqId{1} << 40;
 
-struct ModelCounters {
-  uint64_t steps = 0;
-  uint64_t ops = 0;
-  uint64_t failed_ops = 0;
-  uint64_t quarantined_total = 0;  // sequences ever quarantined
-  uint64_t executed_cache_op_bytes = 0;
-};
-
 class ModelHost {
  public:
   static absl::StatusOr<std::unique_ptr<ModelHost>> Create(const ModelOptions& options);
+  ~ModelHost();
 
   // ---- Immutable after Create (any thread) ----
   const std::string& name() const { return name_; }
@@ -55,11 +52,17 @@ class ModelHost {
   uint32_t host_blocks() const { return host_blocks_; }
   // The handle message of the pool socket and the descriptors it indexes (owned by the pools).
   void FillPoolHandles(v1::PoolHandles* out, std::vector<int>* fds) const;
-  // Whether the server runs each step's CacheOps itself: every pool is host memory it can
-  // reach. Moves between pools shared by several engines must be ordered with every session's
-  // later steps: once TakeCacheOps returns, the manager may hand a source page to another
-  // session, so an engine running the move later could copy someone else's data.
+  // Whether the server runs each step's CacheOps itself: every pool has memory it can reach
+  // (host memory, or CUDA device memory it allocated, waiting for the copies before it answers).
+  // Moves between pools shared by several engines must be ordered with every session's later
+  // steps: once TakeCacheOps returns, the manager may hand a source page to another session, so
+  // an engine running the move later could copy someone else's data. False only for virtual
+  // (metadata-only) pools.
   bool executes_cache_ops() const { return executes_cache_ops_; }
+  // Per KV group: bytes of one block.
+  std::vector<uint64_t> bytes_per_block() const;
+  // Time calls waited for mu() (any thread).
+  Histogram& lock_wait() { return lock_wait_; }
 
   // ---- The lock and what it guards ----
   std::timed_mutex& mu() { return mu_; }
@@ -81,6 +84,17 @@ class ModelHost {
   int64_t num_quarantined() const { return static_cast<int64_t>(quarantine_.size()); }
 
   void FillStats(v1::ModelStats* out) const;
+  // The prefix index as KV events name it: every hashed block of every pool (O(blocks)).
+  void ListPrefixIndex(v1::ModelStats* out) const;
+  void FillMetrics(ModelMetrics* out) const;
+
+  // KV events: from now on the manager's prefix-index changes go to `publisher` (not owned; it
+  // outlives the model's last Step), one batch per FlushEvents; an AllBlocksCleared batch goes
+  // first (subscribers drop what they knew of an earlier server). nullptr stops them.
+  void EnableEvents(KvEventPublisher* publisher);
+  // Publishes the events collected since the last call (a Step's), if any.
+  void FlushEvents();
+  const KvEventPublisher* publisher() const { return publisher_; }
   // The manager's invariants; every session's ledger against the manager; the quarantine's; and
   // that the manager holds exactly the sessions' and the quarantine's sequences (no orphan).
   absl::Status CheckInvariants(const std::vector<const Session*>& sessions) const;
@@ -95,8 +109,17 @@ class ModelHost {
   uint32_t gpu_blocks_ = 0;
   uint32_t host_blocks_ = 0;
   bool executes_cache_ops_ = false;
-  std::vector<std::unique_ptr<MemoryPool>> gpu_pools_;   // [group]
-  std::vector<std::unique_ptr<MemoryPool>> host_pools_;  // [group]; empty without a host tier
+  bool device_pools_ = false;  // the GPU pools are CUDA device memory
+  int cuda_device_ = 0;
+  std::string remote_url_;                              // "" without a remote tier
+  std::vector<std::unique_ptr<MemoryPool>> gpu_pools_;  // [group]
+  std::vector<std::string> ipc_handles_;                // [group] of device GPU pools
+  // [group]; empty without a host tier. The manager's shared host pools, or (share_pools off)
+  // pools of our own in owned_host_pools_.
+  std::vector<MemoryPool*> host_pools_;
+  std::vector<std::unique_ptr<MemoryPool>> owned_host_pools_;
+  std::vector<void*> registered_host_;  // page-locked for device copies
+  Histogram lock_wait_;
 
   std::timed_mutex mu_;
   std::unique_ptr<BlockManager> bm_;
@@ -108,6 +131,8 @@ class ModelHost {
   };
   std::deque<Held> quarantine_;  // release_ns non-decreasing
   BlockLedger quarantine_ledger_;
+  KvEventCollector collector_;
+  KvEventPublisher* publisher_ = nullptr;
 };
 
 }  // namespace pagedkv::service::internal

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "pagedkv/service/server.h"
 #include "pagedkv/v1/kvcache.pb.h"
+#include "service/internal/metrics.h"
 #include "service/internal/model_host.h"
 #include "service/internal/session_registry.h"
 
@@ -49,7 +50,7 @@ class ServiceCore {
                              v1::DescribeModelResponse* response) const;
   // The pool socket's answer: the session's model's pools and the descriptors they name.
   absl::Status PoolHandles(const v1::PoolHandlesRequest& request, v1::PoolHandles* handles,
-                           std::vector<int>* fds) const;
+                           std::vector<int>* fds);
 
   // Expires sessions whose lease ran out and frees quarantined sequences that are due.
   void Reap();
@@ -59,6 +60,14 @@ class ServiceCore {
 
   int64_t NowNs() const;
   const SessionLimits& limits() const { return limits_; }
+
+  // Latencies and errors of the calls (recorded by the transports).
+  ServiceMetrics& metrics() { return metrics_; }
+  // Everything /metrics shows, taking each model's lock in turn (DeadlineExceeded when a model
+  // stays busy past `deadline`).
+  absl::StatusOr<MetricsSnapshot> SnapshotMetrics(Deadline deadline);
+  size_t num_models() const { return models_.size(); }
+  ModelHost& model(size_t i) { return *models_[i]; }
 
  private:
   ServiceCore() = default;
@@ -77,6 +86,7 @@ class ServiceCore {
   int64_t testing_step_delay_ms_ = 0;
   std::function<int64_t()> clock_ns_;
   std::atomic<bool> draining_{false};
+  ServiceMetrics metrics_;
 };
 
 }  // namespace pagedkv::service::internal

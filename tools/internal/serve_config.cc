@@ -56,12 +56,39 @@ absl::Status Read(const Json& object, const char* key, std::string_view where, T
   return absl::OkStatus();
 }
 
-absl::StatusOr<service::ModelOptions> ParseModel(const Json& m, size_t index) {
+// "remote": a URL string or {"url", "timeout_us", "ttl_seconds", "admit_hits", "queue_bytes",
+// "min_hit_pages"}; `out` keeps the defaults (or the top-level value) for keys not given.
+absl::Status ParseRemote(const Json& r, const std::string& where, RemoteTierConfig* out) {
+  if (r.is_string()) {
+    out->url = r.get<std::string>();
+  } else if (r.is_object()) {
+    PAGEDKV_RETURN_IF_ERROR(CheckKeys(
+        r, where,
+        {"url", "timeout_us", "ttl_seconds", "admit_hits", "queue_bytes", "min_hit_pages"}));
+    PAGEDKV_RETURN_IF_ERROR(Read(r, "url", where, &out->url));
+    PAGEDKV_RETURN_IF_ERROR(Read(r, "timeout_us", where, &out->timeout_us));
+    PAGEDKV_RETURN_IF_ERROR(Read(r, "ttl_seconds", where, &out->ttl_seconds));
+    PAGEDKV_RETURN_IF_ERROR(Read(r, "admit_hits", where, &out->admit_hits));
+    PAGEDKV_RETURN_IF_ERROR(Read(r, "queue_bytes", where, &out->queue_bytes));
+    PAGEDKV_RETURN_IF_ERROR(Read(r, "min_hit_pages", where, &out->min_hit_pages));
+  } else {
+    return Invalid(where,
+                   "must be a URL string (redis://HOST:PORT, redis+cluster://H:P,H:P) or "
+                   "an object with \"url\" and the tier's settings");
+  }
+  if (out->url.empty()) return absl::OkStatus();
+  if (absl::Status s = out->Validate(); !s.ok()) return Invalid(where, StdView(s.message()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<service::ModelOptions> ParseModel(const Json& m, size_t index,
+                                                 const RemoteTierConfig& remote_default) {
   const std::string where = absl::StrCat("models[", index, "]");
   if (!m.is_object()) return Invalid(where, "must be an object");
-  PAGEDKV_RETURN_IF_ERROR(CheckKeys(m, where,
-                                    {"name", "model", "gpu_blocks", "host_blocks", "block_size",
-                                     "prefix_caching", "gpu_tier", "strict_gpu", "share_pools"}));
+  PAGEDKV_RETURN_IF_ERROR(
+      CheckKeys(m, where,
+                {"name", "model", "gpu_blocks", "host_blocks", "block_size", "prefix_caching",
+                 "gpu_tier", "strict_gpu", "share_pools", "cuda_device", "remote"}));
   service::ModelOptions out;
   PAGEDKV_RETURN_IF_ERROR(Read(m, "name", where, &out.name));
   auto model = m.find("model");
@@ -87,6 +114,14 @@ absl::StatusOr<service::ModelOptions> ParseModel(const Json& m, size_t index) {
   PAGEDKV_RETURN_IF_ERROR(Read(m, "strict_gpu", where, &out.cache.strict_gpu));
   PAGEDKV_RETURN_IF_ERROR(Read(m, "share_pools", where, &out.share_pools));
   PAGEDKV_RETURN_IF_ERROR(Read(m, "gpu_tier", where, &tier));
+  PAGEDKV_RETURN_IF_ERROR(Read(m, "cuda_device", where, &out.cuda_device));
+  if (out.cuda_device < 0) {
+    return Invalid(where, absl::StrCat("'cuda_device' must be >= 0, got ", out.cuda_device));
+  }
+  out.cache.remote = remote_default;
+  if (auto r = m.find("remote"); r != m.end()) {
+    PAGEDKV_RETURN_IF_ERROR(ParseRemote(*r, where + ".remote", &out.cache.remote));
+  }
   if (gpu_blocks < 1)
     return Invalid(where, absl::StrCat("'gpu_blocks' must be >= 1, got ", gpu_blocks));
   if (host_blocks < 0) {
@@ -101,7 +136,65 @@ absl::StatusOr<service::ModelOptions> ParseModel(const Json& m, size_t index) {
   out.cache.gpu_tier = tier == "virtual" ? Tier::kVirtual : Tier::kGpu;
   out.cache.watermark = 0.0;  // admission policy is the engine's; the service admits what fits
   if (absl::Status s = out.cache.Validate(); !s.ok()) return Invalid(where, StdView(s.message()));
+  if (out.cache.remote.enabled()) {
+    if (!out.cache.enable_prefix_caching || host_blocks == 0 || !out.share_pools ||
+        tier == "virtual") {
+      return Invalid(where, absl::StrCat("the remote tier (", out.cache.remote.url,
+                                         ") stages pages through a shared host pool: it needs "
+                                         "prefix_caching, host_blocks > 0, share_pools and "
+                                         "gpu_tier gpu; set them or drop 'remote'"));
+    }
+  }
   return out;
+}
+
+absl::Status ParseEvents(const Json& e, service::KvEventsOptions* out) {
+  const char* where = "events";
+  if (!e.is_object()) return Invalid(where, "must be an object with \"endpoint\"");
+  PAGEDKV_RETURN_IF_ERROR(CheckKeys(e, where,
+                                    {"endpoint", "replay_endpoint", "topic", "buffer_batches",
+                                     "max_queue_batches", "high_water_mark"}));
+  PAGEDKV_RETURN_IF_ERROR(Read(e, "endpoint", where, &out->endpoint));
+  PAGEDKV_RETURN_IF_ERROR(Read(e, "replay_endpoint", where, &out->replay_endpoint));
+  PAGEDKV_RETURN_IF_ERROR(Read(e, "topic", where, &out->topic));
+  PAGEDKV_RETURN_IF_ERROR(Read(e, "buffer_batches", where, &out->buffer_batches));
+  PAGEDKV_RETURN_IF_ERROR(Read(e, "max_queue_batches", where, &out->max_queue_batches));
+  PAGEDKV_RETURN_IF_ERROR(Read(e, "high_water_mark", where, &out->high_water_mark));
+  if (out->endpoint.empty()) {
+    return Invalid(where, "'endpoint' is required, e.g. \"tcp://127.0.0.1:5557\"");
+  }
+  if (out->buffer_batches < 1 || out->max_queue_batches < 1 || out->high_water_mark < 0) {
+    return Invalid(where,
+                   "'buffer_batches' and 'max_queue_batches' must be >= 1 and "
+                   "'high_water_mark' >= 0");
+  }
+  return absl::OkStatus();
+}
+
+// Ranges of the top-level numbers, each message naming its key.
+absl::Status CheckLimits(const ServeConfig& cfg) {
+  const service::SessionLimits& l = cfg.server.limits;
+  const auto bad = [](const char* key, auto value, const char* rule) {
+    return Invalid("top level", absl::StrCat("'", key, "' ", rule, ", got ", value));
+  };
+  if (!(l.min_lease_seconds > 0))
+    return bad("min_lease_seconds", l.min_lease_seconds, "must be > 0");
+  if (!(l.default_lease_seconds >= l.min_lease_seconds)) {
+    return bad("lease_seconds", l.default_lease_seconds, "must be >= min_lease_seconds");
+  }
+  if (!(l.max_lease_seconds >= l.default_lease_seconds)) {
+    return bad("max_lease_seconds", l.max_lease_seconds, "must be >= lease_seconds");
+  }
+  if (!(l.quarantine_seconds >= 0))
+    return bad("quarantine_seconds", l.quarantine_seconds, "must be >= 0");
+  if (l.max_sessions < 1) return bad("max_sessions", l.max_sessions, "must be >= 1");
+  if (l.max_ops_per_step < 1) return bad("max_ops_per_step", l.max_ops_per_step, "must be >= 1");
+  if (l.max_batch_entries < 1) return bad("max_batch_entries", l.max_batch_entries, "must be >= 1");
+  if (cfg.server.max_message_bytes < 4096) {
+    return bad("max_message_bytes", cfg.server.max_message_bytes, "must be >= 4096");
+  }
+  if (!(cfg.drain_seconds >= 0)) return bad("drain_seconds", cfg.drain_seconds, "must be >= 0");
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -114,11 +207,11 @@ absl::StatusOr<ServeConfig> ParseServeConfig(const std::string& json_text) {
     return absl::InvalidArgumentError(absl::StrCat("serve config: not valid JSON: ", e.what()));
   }
   if (!doc.is_object()) return Invalid("top level", "must be an object");
-  PAGEDKV_RETURN_IF_ERROR(
-      CheckKeys(doc, "top level",
-                {"socket", "listen", "token_file", "lease_seconds", "min_lease_seconds",
-                 "max_lease_seconds", "quarantine_seconds", "max_sessions", "max_ops_per_step",
-                 "max_batch_entries", "max_message_bytes", "drain_seconds", "models"}));
+  PAGEDKV_RETURN_IF_ERROR(CheckKeys(
+      doc, "top level",
+      {"socket", "listen", "token_file", "lease_seconds", "min_lease_seconds", "max_lease_seconds",
+       "quarantine_seconds", "max_sessions", "max_ops_per_step", "max_batch_entries",
+       "max_message_bytes", "drain_seconds", "metrics_address", "events", "remote", "models"}));
   ServeConfig cfg;
   service::ServerOptions& o = cfg.server;
   service::SessionLimits& l = o.limits;
@@ -134,12 +227,21 @@ absl::StatusOr<ServeConfig> ParseServeConfig(const std::string& json_text) {
   PAGEDKV_RETURN_IF_ERROR(Read(doc, "max_batch_entries", "top level", &l.max_batch_entries));
   PAGEDKV_RETURN_IF_ERROR(Read(doc, "max_message_bytes", "top level", &o.max_message_bytes));
   PAGEDKV_RETURN_IF_ERROR(Read(doc, "drain_seconds", "top level", &cfg.drain_seconds));
+  PAGEDKV_RETURN_IF_ERROR(Read(doc, "metrics_address", "top level", &o.metrics_address));
+  PAGEDKV_RETURN_IF_ERROR(CheckLimits(cfg));
+  if (auto e = doc.find("events"); e != doc.end()) {
+    PAGEDKV_RETURN_IF_ERROR(ParseEvents(*e, &o.events));
+  }
+  RemoteTierConfig remote_default;
+  if (auto r = doc.find("remote"); r != doc.end()) {
+    PAGEDKV_RETURN_IF_ERROR(ParseRemote(*r, "remote", &remote_default));
+  }
   auto models = doc.find("models");
   if (models == doc.end() || !models->is_array() || models->empty()) {
     return Invalid("top level", "'models' must be a non-empty array of models to serve");
   }
   for (size_t i = 0; i < models->size(); ++i) {
-    PAGEDKV_ASSIGN_OR_RETURN(service::ModelOptions m, ParseModel((*models)[i], i));
+    PAGEDKV_ASSIGN_OR_RETURN(service::ModelOptions m, ParseModel((*models)[i], i, remote_default));
     o.models.push_back(std::move(m));
   }
   return cfg;

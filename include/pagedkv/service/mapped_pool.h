@@ -1,6 +1,8 @@
 // MappedPool: one of a served model's pools mapped into this (engine) process: the very pages
 // the server's page tables and CacheOps name. SharedPools fetches every pool of a session's model
-// from the pool socket (descriptors passed with SCM_RIGHTS) and maps the memfd ones.
+// from the pool socket (descriptors passed with SCM_RIGHTS) and maps the memfd ones; GPU pools on
+// a CUDA device arrive as CUDA IPC handles and are opened as device pointers (base() is then
+// device memory: run pagedkv's CUDA kernels on it).
 //
 //   PAGEDKV_ASSIGN_OR_RETURN(SharedPools pools, session->MapPools());
 //   MappedPool* gpu = pools.Find(/*group=*/0, Tier::kGpu);
@@ -32,9 +34,15 @@ class MappedPool {
   // InvalidArgument for a handle that is not POOL_KIND_MEMFD or whose sizes disagree;
   // Internal when mmap fails.
   static absl::StatusOr<MappedPool> Map(const v1::PoolHandle& handle, int fd);
+  // Opens a POOL_KIND_CUDA_IPC handle (cudaIpcOpenMemHandle on handle.cuda_device()).
+  // InvalidArgument for another kind or a malformed handle; Unimplemented in a build without
+  // CUDA; Unavailable when the device or the handle cannot be opened (another machine, no GPU).
+  static absl::StatusOr<MappedPool> OpenCudaIpc(const v1::PoolHandle& handle);
 
   const v1::PoolHandle& handle() const { return handle_; }
   int32_t group() const { return handle_.group(); }
+  // True for a CUDA IPC pool: base() and BlockData() are device pointers.
+  bool is_device_memory() const { return device_; }
   Tier tier() const { return handle_.tier() == "host" ? Tier::kHost : Tier::kGpu; }
   std::byte* base() const { return base_; }
   uint32_t num_blocks() const { return handle_.num_blocks(); }
@@ -47,7 +55,8 @@ class MappedPool {
  private:
   void Unmap();
   v1::PoolHandle handle_;
-  std::byte* mapping_ = nullptr;  // what mmap returned
+  std::byte* mapping_ = nullptr;  // what mmap (or cudaIpcOpenMemHandle) returned
+  bool device_ = false;
   size_t map_bytes_ = 0;
   std::byte* base_ = nullptr;  // mapping_ + offset_bytes: block 0
 };

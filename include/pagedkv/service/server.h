@@ -33,11 +33,14 @@ struct ModelOptions {
   std::string name;  // the name sessions ask for; "" = spec.name
   ModelSpec spec;
   // Block size, GPU / host blocks (gpu_num_blocks or gpu_budget_bytes is required), prefix
-  // caching, watermark. cache.gpu_tier kVirtual serves metadata only (no pool memory).
+  // caching, watermark, the remote tier (cache.remote; needs share_pools and a host tier).
+  // cache.gpu_tier kVirtual serves metadata only (no pool memory).
   CacheConfig cache;
   // Host-memory pools (the host tier, and a GPU tier that fell back to host memory) in memfd
-  // segments that sessions map through the pool socket.
+  // segments that sessions map through the pool socket. GPU pools on a CUDA device are shared as
+  // CUDA IPC handles either way.
   bool share_pools = true;
+  int cuda_device = 0;  // the device of the GPU pools
 };
 
 // Leases, quarantine and per-request limits.
@@ -53,6 +56,21 @@ struct SessionLimits {
   int64_t max_batch_entries = 65536;
 };
 
+// KV events for routers (docs/service.md#kv-events-for-routers): each model's prefix-index changes
+// over ZeroMQ PUB in vLLM's wire format, with a ROUTER socket that replays missed batches.
+struct KvEventsOptions {
+  // tcp://HOST:PORT or ipc://PATH; "" = no events. Model i of the server binds PORT + i (ipc:
+  // PATH.i for i > 0); PORT * or 0 binds any free port per model.
+  std::string endpoint;
+  std::string replay_endpoint;  // same form; "" = no replay
+  // Topic of every message; {model} is replaced by the served model's name, {host} by the
+  // host name (the form llm-d's indexer expects: kv@POD@MODEL).
+  std::string topic = "kv@{host}@{model}";
+  int64_t buffer_batches = 10000;     // kept per model for replay
+  int64_t max_queue_batches = 10000;  // waiting to be sent; more are dropped (counted)
+  int64_t high_water_mark = 100000;   // ZMQ_SNDHWM of the PUB socket, messages
+};
+
 struct ServerOptions {
   std::vector<ModelOptions> models;
   std::string socket_path;     // gRPC over this Unix socket (created 0600); "" = none
@@ -60,7 +78,10 @@ struct ServerOptions {
   std::string token;           // bearer token TCP clients must send; required with TCP
   SessionLimits limits;
   int64_t max_message_bytes = 64 << 20;  // largest request or response, either transport
-  double reap_interval_seconds = 0.05;   // how often leases and quarantines are checked
+  // Prometheus text exposition on http://HOST:PORT/metrics (port 0 = any); "" = none.
+  std::string metrics_address;
+  KvEventsOptions events;
+  double reap_interval_seconds = 0.05;  // how often leases and quarantines are checked
   // Test hooks: a pause inside every Step (with the model lock held), and the clock of leases
   // (nanoseconds, monotonic; default steady_clock).
   int64_t testing_step_delay_ms = 0;
@@ -84,6 +105,10 @@ class Server {
   const std::string& socket_path() const;  // "" without a Unix socket
   std::string pool_socket_path() const;    // "" without a Unix socket
   int tcp_port() const;                    // 0 without TCP
+  int metrics_port() const;                // 0 without metrics
+  // Per served model, in configuration order: the bound event and replay endpoints ("" = none).
+  std::vector<std::string> event_endpoints() const;
+  std::vector<std::string> replay_endpoints() const;
 
   // Stops taking new sessions and RPCs, lets in-flight RPCs finish for up to drain_seconds
   // (then cancels them), stops the reaper and the pool socket and removes the socket files.
