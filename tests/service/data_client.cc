@@ -5,9 +5,12 @@
 // back through its page table and compared with the values of its own tokens; at the end paged
 // attention on the shared pool is compared with fp64 attention over the expected K/V.
 //   service_data_client --target unix:PATH [--seed N] [--steps N] [--namespace NAME]
-//   -> "ok steps=... ops_ok=... ops_failed=... verified_tokens=... max_abs_err=..."; exit 0
+//                       [--max-seqs N]   (at most N sequences at once; default unbounded)
+//   -> "ok steps=... ops_ok=... ... max_abs_err=... step_p50_us=... step_p99_us=..."; exit 0
 // A value is a hash of the token's whole prefix, as real K/V would be, so a page holding the
 // right token ids after another prefix is caught too.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -154,13 +157,16 @@ int Fail(const std::string& what) {
 int main(int argc, char** argv) {
   std::string target, ns;
   int seed = 1, steps = 400;
+  size_t max_seqs = SIZE_MAX;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--target") target = argv[i + 1];
     if (flag == "--seed") seed = std::atoi(argv[i + 1]);
     if (flag == "--steps") steps = std::atoi(argv[i + 1]);
     if (flag == "--namespace") ns = argv[i + 1];
+    if (flag == "--max-seqs") max_seqs = static_cast<size_t>(std::atoi(argv[i + 1]));
   }
+  std::vector<double> step_us;  // latency of every Step call, microseconds
   auto client = pagedkv::client::Client::Connect({.target = target});
   if (!client.ok()) return Fail(std::string(client.status().message()));
   pagedkv::v1::OpenSessionRequest open;
@@ -218,12 +224,15 @@ int main(int argc, char** argv) {
     const int main_op = written.empty() ? 0 : 1;
     if (!written.empty()) sb.MarkComputed(written, written_tokens);
     const std::vector<uint64_t> res = resident();
-    const int kind = static_cast<int>(rng() % 10);
+    int kind = static_cast<int>(rng() % 10);
+    const bool full = seqs.size() >= max_seqs;
+    // Full: what would add a sequence (add, fork) frees one instead, or swaps one back in.
+    if (full && (kind <= 1 || kind == 5 || res.empty())) kind = res.empty() ? 8 : 9;
     // The batch to write after the op: (id, tokens written from `skip` on).
     std::vector<uint64_t> batch;
     std::map<uint64_t, RefSeq> after = seqs;  // the reference if the op succeeds
     bool is_add = false;
-    if (kind <= 1 || res.empty()) {
+    if (!full && (kind <= 1 || res.empty())) {
       const uint64_t id = next_id++;
       RefSeq r;
       if (rng() % 3 == 0) r.tokens = shared[rng() % shared.size()];
@@ -290,7 +299,7 @@ int main(int argc, char** argv) {
       for (const auto& [id, r] : seqs) {
         if (r.swapped) swapped.push_back(id);
       }
-      if (!swapped.empty() && rng() % 2 == 0) {
+      if (!swapped.empty() && (res.empty() || rng() % 2 == 0)) {
         const uint64_t id = pick(swapped);
         sb.SwapIn(std::vector<uint64_t>{id});
         after[id].swapped = false;
@@ -309,7 +318,11 @@ int main(int argc, char** argv) {
           static_cast<int>(after[id].tokens.size() - (is_add ? 0 : seqs[id].tokens.size()));
       sb.Batch(id, n);
     }
+    const auto start = std::chrono::steady_clock::now();
     auto r = (*session)->Step(sb);
+    step_us.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
     if (!r.ok()) return Fail(absl::StrCat("step ", step, ": ", r.status().message()));
     if (main_op == 1 && !r->op_status[0].ok()) {
       return Fail(absl::StrCat("step ", step, ": mark_computed: ", r->op_status[0].ToString()));
@@ -421,11 +434,14 @@ int main(int argc, char** argv) {
     return Fail("blocks left after freeing everything");
   }
   if (!(*session)->Close().ok()) return Fail("close");
+  std::sort(step_us.begin(), step_us.end());
+  const auto pct = [&](double q) {
+    return step_us.empty() ? 0.0 : step_us[static_cast<size_t>(q * (step_us.size() - 1))];
+  };
   std::printf(
       "ok steps=%d ops_ok=%d ops_failed=%d copies=%zu swaps=%zu cached_tokens=%lld "
-      "verified_tokens=%zu "
-      "max_abs_err=%.3g\n",
+      "verified_tokens=%zu max_abs_err=%.3g step_p50_us=%.0f step_p99_us=%.0f\n",
       steps, ops_ok, ops_failed, dc.copies_, dc.swaps_, static_cast<long long>(cached_tokens),
-      dc.verified_, max_abs_err);
+      dc.verified_, max_abs_err, pct(0.5), pct(0.99));
   return max_abs_err < 1e-4 ? 0 : 1;
 }

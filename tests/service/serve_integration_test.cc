@@ -233,6 +233,11 @@ TEST_F(ServeTest, HelpExplainsEveryFlagAndCheckBindsNothing) {
                            "--max-ops-per-step",
                            "--max-message-bytes",
                            "--drain-seconds",
+                           "--metrics-address",
+                           "--events-endpoint",
+                           "--events-replay-endpoint",
+                           "--events-topic",
+                           "--remote",
                            "--check",
                            "--ready-file",
                            "--log-level"}) {
