@@ -7,65 +7,27 @@
 
 #include "gtest/gtest.h"
 #include "pagedkv/block_manager/block_manager.h"
+#include "tests/block_manager/test_util.h"
 
 namespace pagedkv {
 namespace {
 
 using ::absl::StatusCode;
+using ::pagedkv::testing::Config;
+using ::pagedkv::testing::ExpectFailsUnchanged;
+using ::pagedkv::testing::Make;
+using ::pagedkv::testing::Spec;
+using ::pagedkv::testing::Tokens;
 
 ModelSpec Toy(std::vector<LayerSpec> layers = {LayerSpec::Full()}) {
-  ModelSpec spec;
+  ModelSpec spec = Spec(std::move(layers));
   spec.name = "toy";
-  spec.num_q_heads = 2;
-  spec.num_kv_heads = 1;
-  spec.head_dim = 4;
-  spec.kv_dtype = DType::kFp16;
-  spec.layers = std::move(layers);
   return spec;
-}
-
-CacheConfig Config(int32_t bs, int64_t gpu_blocks, int64_t host_blocks = 0) {
-  CacheConfig cfg;
-  cfg.block_size_tokens = bs;
-  cfg.gpu_tier = Tier::kVirtual;
-  cfg.gpu_num_blocks = gpu_blocks;
-  cfg.host_num_blocks = host_blocks;
-  cfg.watermark = 0.0;
-  cfg.enable_prefix_caching = true;
-  return cfg;
-}
-
-std::unique_ptr<BlockManager> Make(const ModelSpec& spec, const CacheConfig& cfg) {
-  auto bm = BlockManager::Create(spec, cfg);
-  EXPECT_TRUE(bm.ok()) << bm.status();
-  return bm.ok() ? std::move(*bm) : nullptr;
-}
-
-std::vector<TokenId> Tokens(int32_t n, TokenId base = 100) {
-  std::vector<TokenId> t(n);
-  std::iota(t.begin(), t.end(), base);
-  return t;
 }
 
 void ExpectOk(const BlockManager& bm) {
   const absl::Status st = bm.CheckInvariants();
   EXPECT_TRUE(st.ok()) << st;
-}
-
-// Runs `call`, expects `code`, and checks that nothing changed.
-template <typename F>
-void ExpectFailsUnchanged(BlockManager& bm, StatusCode code, F&& call) {
-  const BlockManagerStats before = bm.stats();
-  std::vector<SequenceStats> seqs_before;
-  for (SeqId id : bm.SequenceIds()) seqs_before.push_back(*bm.GetSequenceStats(id));
-  const absl::Status st = call();
-  EXPECT_EQ(st.code(), code) << st;
-  EXPECT_FALSE(st.message().empty());
-  EXPECT_EQ(bm.stats(), before);
-  std::vector<SequenceStats> seqs_after;
-  for (SeqId id : bm.SequenceIds()) seqs_after.push_back(*bm.GetSequenceStats(id));
-  EXPECT_EQ(seqs_after, seqs_before);
-  ExpectOk(bm);
 }
 
 // Regression: a chunked prefill computed 8 of 41 tokens, then was preempted (rewind, free). Only
@@ -172,6 +134,47 @@ TEST(MarkComputedTest, ForkAndBeamsCarryTheComputedCount) {
   ASSERT_TRUE(bm->ReorderBeams(beams, parents).ok());
   EXPECT_EQ(*bm->NumComputedTokens(1), 4);
   EXPECT_EQ(*bm->NumComputedTokens(3), 4);
+  ExpectOk(*bm);
+}
+
+// Regression (fuzz finding): a child forked before its parent computed a page names the page its
+// parent published afterwards. Once the parent is freed, no table that computed the page names it;
+// the page stays published (its K/V was written) and the child, which recomputes the same tokens
+// at the same positions, publishes nothing new.
+TEST(CommitOnComputeRegression, ChildOutlivesTheParentThatComputedItsPages) {
+  auto bm = Make(Toy(), Config(4, 64));
+  const std::vector<TokenId> prompt = Tokens(9);
+  ASSERT_TRUE(bm->AddSequence(1, prompt).ok());
+  ASSERT_TRUE(bm->Fork(1, 2).ok());
+  ASSERT_TRUE(bm->MarkComputed(1, 9).ok());
+  ExpectOk(*bm);
+  ASSERT_TRUE(bm->Free(1).ok());
+  ExpectOk(*bm);
+  EXPECT_EQ(*bm->NumComputedTokens(2), 0);
+  EXPECT_EQ(bm->CanAdmit(prompt).num_cached_tokens, 8);
+  ASSERT_TRUE(bm->MarkComputed(2, 9).ok());
+  ExpectOk(*bm);
+  auto third = bm->AddSequence(3, prompt);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->num_cached_tokens, 8);
+  EXPECT_EQ((*bm->GetBlockTable(3, 0))->blocks()[1], (*bm->GetBlockTable(2, 0))->blocks()[1]);
+  ExpectOk(*bm);
+}
+
+// Regression (fuzz finding): the same through ReorderBeams: the beam that computed the pages takes
+// a copy of a beam that has not.
+TEST(CommitOnComputeRegression, BeamTakesTheTableOfABeamThatHasNotComputed) {
+  auto bm = Make(Toy(), Config(4, 64));
+  ASSERT_TRUE(bm->AddSequence(1, Tokens(9)).ok());
+  ASSERT_TRUE(bm->Fork(1, 2).ok());
+  ASSERT_TRUE(bm->MarkComputed(1, 9).ok());
+  const SeqId beams[2] = {1, 2};
+  const int32_t parents[2] = {1, 1};  // both continue beam 2
+  ASSERT_TRUE(bm->ReorderBeams(beams, parents).ok());
+  ExpectOk(*bm);
+  EXPECT_EQ(*bm->NumComputedTokens(1), 0);
+  EXPECT_EQ(bm->CanAdmit(Tokens(9)).num_cached_tokens, 8);
+  ASSERT_TRUE(bm->MarkComputed(1, 9).ok());
   ExpectOk(*bm);
 }
 
