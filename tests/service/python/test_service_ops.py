@@ -375,3 +375,22 @@ def test_bad_serve_json_names_the_field_and_the_fix(toy_model, tmp_path, change,
                        text=True, timeout=60)
     assert r.returncode != 0
     assert field in r.stderr and fix in r.stderr, r.stderr
+
+
+def test_cuda_ipc_pool_refusals_without_a_device():
+    """The Python client's CUDA IPC pools: a malformed handle is refused; on this machine (no
+    GPU, maybe no CUDA runtime) opening a well-formed one fails with a ServiceError that says
+    why. Opening a real pool on a GPU has never run (no device available)."""
+    from pagedkv import client_cuda
+    handle = kv.pb.PoolHandle(kind=kv.pb.POOL_KIND_CUDA_IPC, tier="gpu", num_blocks=4,
+                              bytes_per_block=256, map_bytes=1024, cuda_ipc_handle=b"\0" * 10)
+    with pytest.raises(kv.ServiceError, match="64 bytes"):
+        client_cuda.DevicePool(handle, "float32")
+    handle.cuda_ipc_handle = b"\0" * 64
+    try:
+        pool = client_cuda.DevicePool(handle, "float32")
+    except kv.ServiceError as e:
+        assert "CUDA" in str(e) or "cuda" in str(e)
+    else:
+        pool.close()
+        pytest.skip("a CUDA device opened a zero handle: run the real GPU test instead")
