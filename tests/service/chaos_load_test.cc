@@ -4,7 +4,7 @@
 // sessions' leases expired and their blocks came back (nothing lost or leaked) and every
 // invariant holds. Prints throughput and Step latency.
 //
-// Sized for CI by default (label service_load). The full size of issue 12 (32 processes x 2,000
+// Sized for CI by default (label load). The full size of issue 12 (32 processes x 2,000
 // steps x 64 sequences) runs with PAGEDKV_CHAOS_FULL=1; docs/performance.md has its figures.
 #include <signal.h>
 
