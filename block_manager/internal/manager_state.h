@@ -103,8 +103,8 @@ struct SeqRecord {
   bool has_cross = false;        // SetCrossAttention was called
   EvictionPriority priority = EvictionPriority::kNormal;
   uint64_t extra_key = 0;
-  uint64_t hash_key = 0;  // the keys mixed into every page hash (extra_key, encoder_key)
-  uint64_t stamp = 0;     // scratch for duplicate detection in batch calls
+  uint64_t hash_key = 0;       // the keys mixed into every page hash (extra_key, encoder_key)
+  mutable uint64_t stamp = 0;  // scratch for duplicate detection in batch calls (const ones too)
   absl::InlinedVector<BlockTable, 2> tables;  // one per group
 };
 
