@@ -71,39 +71,38 @@ py::dtype NumpyDType(DType d) {
   return py::dtype("uint8");
 }
 
-// Batch entries from array-likes, into a buffer reused across calls (the GIL serializes them).
-absl::Span<const BatchEntry> MakeEntries(const InArray<uint64_t>& seq_ids,
-                                         const InArray<int32_t>& num_new_tokens,
+// Batch entries from array-likes (checked by arg_checks.h: integers only, no duplicate ids, counts
+// >= 0), into a buffer reused across calls (the GIL serializes them).
+absl::Span<const BatchEntry> MakeEntries(const py::object& seq_ids,
+                                         const py::object& num_new_tokens,
                                          const py::object& num_context_tokens) {
-  static std::vector<BatchEntry>* entries = new std::vector<BatchEntry>();
-  const py::ssize_t n = seq_ids.size();
-  const bool scalar_new = num_new_tokens.ndim() == 0;
-  if (!scalar_new && num_new_tokens.size() != n) {
-    throw py::value_error("num_new_tokens has " + std::to_string(num_new_tokens.size()) +
-                          " entries for " + std::to_string(n) +
-                          " sequences; pass one per sequence or a single int");
-  }
-  std::optional<InArray<int32_t>> context;
+  static auto* entries = new std::vector<BatchEntry>();
+  static auto* args = new BatchEntryArgs();
+  const py::array ids = AsArray(seq_ids, "seq_ids");
+  const py::array news = AsArray(num_new_tokens, "num_new_tokens");
+  py::array context;
+  ArrayDesc context_desc;
   if (!num_context_tokens.is_none()) {
-    context = num_context_tokens.cast<InArray<int32_t>>();
-    if (context->ndim() != 0 && context->size() != n) {
-      throw py::value_error("num_context_tokens has " + std::to_string(context->size()) +
-                            " entries for " + std::to_string(n) + " sequences");
-    }
+    context = AsArray(num_context_tokens, "num_context_tokens");
+    context_desc = Describe(context);
   }
-  entries->resize(static_cast<size_t>(n));
-  const uint64_t* ids = seq_ids.data();
-  const int32_t* nn = num_new_tokens.data();
-  const int32_t* nc = context ? context->data() : nullptr;
-  const bool scalar_ctx = context && context->ndim() == 0;
-  for (py::ssize_t i = 0; i < n; ++i) {
+  ThrowIfArgError(ReadBatchEntries(Describe(ids), Describe(news),
+                                   num_context_tokens.is_none() ? nullptr : &context_desc, args));
+  const size_t n = args->seq_ids.size();
+  entries->resize(n);
+  for (size_t i = 0; i < n; ++i) {
     BatchEntry& e = (*entries)[i];
-    e.seq_id = ids[i];
-    e.num_new_tokens = scalar_new ? nn[0] : nn[i];
-    e.num_context_tokens = nc == nullptr ? -1 : (scalar_ctx ? nc[0] : nc[i]);
+    e.seq_id = args->seq_ids[i];
+    e.num_new_tokens = args->num_new_tokens[i];
+    e.num_context_tokens = args->num_context_tokens[i];
   }
   return absl::MakeConstSpan(*entries);
 }
+
+// Integer arguments of the manager's calls (arg_checks.h): token ids are int32, sequence ids
+// uint64, computed-token counts int64; anything else is refused, never cast.
+IntSpec Tokens(std::string_view name, Rank rank = Rank::kVector) { return {name, rank}; }
+IntSpec SeqIds(std::string_view name, Rank rank = Rank::kVector) { return {name, rank}; }
 
 // Each build_batch returns a new BatchLayout (its arrays may outlive the call), so its vectors
 // start empty; growing them by doubling cost several reallocations and copies per call. The
@@ -464,9 +463,10 @@ void BindBlockManager(py::module_& m) {
       // Admission
       .def(
           "can_admit",
-          [](const BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
+          [](const BlockManager& bm, const py::object& prompt, uint64_t extra_key,
              EvictionPriority priority, std::optional<uint64_t> encoder_key) {
-            return bm.CanAdmit(AsSpan(prompt), MakeSeqOptions(extra_key, priority, encoder_key));
+            const IntArg<int32_t> ids(prompt, Tokens("prompt"));
+            return bm.CanAdmit(ids.span(), MakeSeqOptions(extra_key, priority, encoder_key));
           },
           py::arg("prompt"), py::arg("extra_key") = 0,
           py::arg("priority") = EvictionPriority::kNormal, py::arg("encoder_key") = py::none(),
@@ -474,10 +474,11 @@ void BindBlockManager(py::module_& m) {
           "pages only) without taking them.")
       .def(
           "add_sequence",
-          [](BlockManager& bm, SeqId seq, const InArray<int32_t>& prompt, uint64_t extra_key,
+          [](BlockManager& bm, SeqId seq, const py::object& prompt, uint64_t extra_key,
              EvictionPriority priority, std::optional<uint64_t> encoder_key) {
-            return ValueOrThrow(bm.AddSequence(seq, AsSpan(prompt),
-                                               MakeSeqOptions(extra_key, priority, encoder_key)));
+            const IntArg<int32_t> ids(prompt, Tokens("prompt"));
+            return ValueOrThrow(
+                bm.AddSequence(seq, ids.span(), MakeSeqOptions(extra_key, priority, encoder_key)));
           },
           py::arg("seq_id"), py::arg("prompt"), py::arg("extra_key") = 0,
           py::arg("priority") = EvictionPriority::kNormal, py::arg("encoder_key") = py::none(),
@@ -496,8 +497,10 @@ void BindBlockManager(py::module_& m) {
           "current count or above the length); KeyError for an unknown id.")
       .def(
           "mark_computed_batch",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs, const InArray<int64_t>& counts) {
-            ThrowIfError(bm.MarkComputedBatch(AsSpan(seqs), AsSpan(counts)));
+          [](BlockManager& bm, const py::object& seqs, const py::object& counts) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids"));
+            const IntArg<int64_t> n(counts, {"num_computed_tokens", Rank::kVector});
+            ThrowIfError(bm.MarkComputedBatch(ids.span(), n.span()));
           },
           py::arg("seq_ids"), py::arg("num_computed_tokens"),
           "mark_computed for one step's sequences, all or nothing.")
@@ -508,16 +511,19 @@ void BindBlockManager(py::module_& m) {
       // Growth
       .def(
           "append_tokens",
-          [](BlockManager& bm, SeqId seq, const InArray<int32_t>& tokens) {
-            ThrowIfError(bm.AppendTokens(seq, AsSpan(tokens)));
+          [](BlockManager& bm, SeqId seq, const py::object& tokens) {
+            const IntArg<int32_t> ids(tokens, Tokens("tokens", Rank::kScalarOrVector));
+            ThrowIfError(bm.AppendTokens(seq, ids.span()));
           },
           py::arg("seq_id"), py::arg("tokens"),
           "Appends token ids (an int or an array-like) to one sequence; copy-on-write of a "
           "shared last page is recorded in the next CacheOps.")
       .def(
           "append_token_batch",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs, const InArray<int32_t>& tokens) {
-            ThrowIfError(bm.AppendTokenBatch(AsSpan(seqs), AsSpan(tokens)));
+          [](BlockManager& bm, const py::object& seqs, const py::object& tokens) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            const IntArg<int32_t> toks(tokens, Tokens("tokens", Rank::kScalarOrVector));
+            ThrowIfError(bm.AppendTokenBatch(ids.span(), toks.span()));
           },
           py::arg("seq_ids"), py::arg("tokens"),
           "One decode step: appends tokens[i] to seq_ids[i] for every i, all or nothing. The "
@@ -540,8 +546,10 @@ void BindBlockManager(py::module_& m) {
           "The child shares every page of the parent (no data moves until a write).")
       .def(
           "reorder_beams",
-          [](BlockManager& bm, const InArray<uint64_t>& beams, const InArray<int32_t>& parents) {
-            ThrowIfError(bm.ReorderBeams(AsSpan(beams), AsSpan(parents)));
+          [](BlockManager& bm, const py::object& beams, const py::object& parents) {
+            const IntArg<uint64_t> ids(beams, SeqIds("beams"));
+            const IntArg<int32_t> index(parents, {"parent_indices", Rank::kVector});
+            ThrowIfError(bm.ReorderBeams(ids.span(), index.span()));
           },
           py::arg("beams"), py::arg("parent_indices"),
           "Beam step: beam i continues old beam parent_indices[i] (an index into `beams`).")
@@ -556,20 +564,23 @@ void BindBlockManager(py::module_& m) {
       // Swap
       .def(
           "swap_out",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs) {
-            ThrowIfError(bm.SwapOut(AsSpan(seqs)));
+          [](BlockManager& bm, const py::object& seqs) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            ThrowIfError(bm.SwapOut(ids.span()));
           },
           py::arg("seq_ids"), "Moves the sequences' pages to the host tier (an id or a list).")
       .def(
           "swap_in",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs) {
-            ThrowIfError(bm.SwapIn(AsSpan(seqs)));
+          [](BlockManager& bm, const py::object& seqs) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            ThrowIfError(bm.SwapIn(ids.span()));
           },
           py::arg("seq_ids"), "Brings swapped-out sequences back to GPU pages.")
       .def(
           "can_swap_in",
-          [](const BlockManager& bm, const InArray<uint64_t>& seqs) {
-            return bm.CanSwapIn(AsSpan(seqs));
+          [](const BlockManager& bm, const py::object& seqs) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            return bm.CanSwapIn(ids.span());
           },
           py::arg("seq_ids"), "True when swap_in(seq_ids) would succeed now.")
       // Encoder-decoder
@@ -589,10 +600,11 @@ void BindBlockManager(py::module_& m) {
           py::arg("seq_id"), py::arg("priority"))
       .def(
           "touch_prefix",
-          [](BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
+          [](BlockManager& bm, const py::object& prompt, uint64_t extra_key,
              std::optional<uint64_t> encoder_key) {
+            const IntArg<int32_t> ids(prompt, Tokens("prompt"));
             return bm.TouchPrefix(
-                AsSpan(prompt), MakeSeqOptions(extra_key, EvictionPriority::kNormal, encoder_key));
+                ids.span(), MakeSeqOptions(extra_key, EvictionPriority::kNormal, encoder_key));
           },
           py::arg("prompt"), py::arg("extra_key") = 0, py::arg("encoder_key") = py::none(),
           "Marks the cached pages of this prompt's prefix most recently used; returns how many "
@@ -609,9 +621,8 @@ void BindBlockManager(py::module_& m) {
           "once per step, before executing the ops and running the model.")
       .def(
           "build_batch",
-          [](const BlockManager& bm, const InArray<uint64_t>& seq_ids,
-             const InArray<int32_t>& num_new_tokens, const py::object& num_context_tokens,
-             int32_t group) {
+          [](const BlockManager& bm, const py::object& seq_ids, const py::object& num_new_tokens,
+             const py::object& num_context_tokens, int32_t group) {
             absl::Span<const BatchEntry> entries =
                 MakeEntries(seq_ids, num_new_tokens, num_context_tokens);
             auto layout = std::make_unique<BatchLayout>();
@@ -625,7 +636,8 @@ void BindBlockManager(py::module_& m) {
           "The batch's page table for one KV group, as a new BatchLayout (NumPy arrays, "
           "zero-copy views of buffers the layout owns). num_new_tokens: an int or one per "
           "sequence (1 = decode, the chunk length for prefill); num_context_tokens: None (all "
-          "tokens) or one per sequence (chunked prefill).")
+          "tokens), an int or one per sequence (chunked prefill), each >= 0. ValueError for a "
+          "sequence listed twice.")
       // Queries
       .def("contains", &BlockManager::Contains, py::arg("seq_id"), "Is the sequence known?")
       .def("__contains__", &BlockManager::Contains, py::arg("seq_id"))
