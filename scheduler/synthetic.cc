@@ -49,8 +49,8 @@ int32_t RoundClamp(double v, int32_t max_tokens) {
 
 int32_t Sample(const LengthDistribution& d, internal::Rng& rng) {
   switch (d.kind) {
-    case LengthDistribution::Kind::kFixed:
-      return RoundClamp(d.a, d.max_tokens);
+    case LengthDistribution::Kind::kFixed:  // the value as given (no cap: it is not sampled)
+      return RoundClamp(d.a, static_cast<int32_t>(kMaxRequestTokens));
     case LengthDistribution::Kind::kUniform: {
       const int64_t lo = static_cast<int64_t>(d.a), hi = static_cast<int64_t>(d.b);
       return RoundClamp(static_cast<double>(lo + static_cast<int64_t>(rng.Below(hi - lo + 1))),
@@ -61,9 +61,10 @@ int32_t Sample(const LengthDistribution& d, internal::Rng& rng) {
       const double mu = std::log(d.a) - 0.5 * d.b * d.b;
       return RoundClamp(std::exp(mu + d.b * rng.Normal()), d.max_tokens);
     }
-    case LengthDistribution::Kind::kEmpirical:
+    case LengthDistribution::Kind::kEmpirical:  // the trace's lengths as they are
       PAGEDKV_DCHECK(!d.values.empty());
-      return RoundClamp(d.values[rng.Below(d.values.size())], d.max_tokens);
+      return RoundClamp(d.values[rng.Below(d.values.size())],
+                        static_cast<int32_t>(kMaxRequestTokens));
   }
   return 1;
 }
@@ -72,7 +73,7 @@ int32_t Sample(const LengthDistribution& d, internal::Rng& rng) {
 int64_t MaxLength(const LengthDistribution& d) {
   switch (d.kind) {
     case LengthDistribution::Kind::kFixed:
-      return std::clamp<int64_t>(std::llround(std::min(d.a, 1e18)), 1, d.max_tokens);
+      return std::clamp<int64_t>(std::llround(std::min(d.a, 1e18)), 1, kMaxRequestTokens);
     case LengthDistribution::Kind::kUniform:
       return std::clamp<int64_t>(static_cast<int64_t>(std::min(d.b, 1e18)), 1, d.max_tokens);
     case LengthDistribution::Kind::kLognormal:
@@ -80,7 +81,7 @@ int64_t MaxLength(const LengthDistribution& d) {
     case LengthDistribution::Kind::kEmpirical: {
       int64_t most = 1;
       for (int32_t v : d.values) most = std::max<int64_t>(most, v);
-      return std::min<int64_t>(most, d.max_tokens);
+      return std::min<int64_t>(most, kMaxRequestTokens);
     }
   }
   return d.max_tokens;
@@ -160,6 +161,9 @@ absl::StatusOr<LengthDistribution> ParseLengthDistribution(std::string_view text
     d.kind = LengthDistribution::Kind::kUniform;
     d.a = static_cast<double>(lo);
     d.b = static_cast<double>(hi);
+    // Without an explicit cap every value up to hi is drawn (the default cap would silently cut
+    // a wider range).
+    if (parts.size() == 3) d.max_tokens = std::max<int32_t>(d.max_tokens, static_cast<int32_t>(hi));
   } else if (kind == "lognormal") {
     d.kind = LengthDistribution::Kind::kLognormal;
     if (parts.size() < 3 || parts.size() > 4 || !ParsePositive(parts[1], &d.a) ||
