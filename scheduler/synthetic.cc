@@ -1,6 +1,7 @@
 #include "pagedkv/scheduler/synthetic.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -26,7 +27,15 @@ constexpr char kSpecGrammar[] =
     "fixed:<t> | uniform:<lo>:<hi>[:<max>] | lognormal:<mean>:<sigma>[:<max>] | "
     "empirical:<trace>";
 
-std::string FormatNumber(double v) { return absl::StrFormat("%g", v); }
+// The shortest text that parses back to exactly `v` (ToString must round-trip).
+std::string FormatNumber(double v) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : absl::StrFormat("%.17g", v);
+}
+
+// Token counts are whole numbers: never in exponent notation, which the count parser refuses.
+std::string FormatCount(double v) { return absl::StrCat(static_cast<int64_t>(std::llround(v))); }
 
 absl::Status BadSpec(std::string_view what) {
   return absl::InvalidArgumentError(
@@ -116,9 +125,9 @@ std::string LengthDistribution::ToString() const {
   std::string cap = max_tokens == (1 << 20) ? "" : absl::StrCat(":", max_tokens);
   switch (kind) {
     case Kind::kFixed:
-      return absl::StrCat("fixed:", FormatNumber(a));
+      return absl::StrCat("fixed:", FormatCount(a));
     case Kind::kUniform:
-      return absl::StrCat("uniform:", FormatNumber(a), ":", FormatNumber(b), cap);
+      return absl::StrCat("uniform:", FormatCount(a), ":", FormatCount(b), cap);
     case Kind::kLognormal:
       return absl::StrCat("lognormal:", FormatNumber(a), ":", FormatNumber(b), cap);
     case Kind::kEmpirical:
@@ -329,7 +338,8 @@ absl::StatusOr<Workload> GenerateSynthetic(const SyntheticSpec& spec_in,
     if (i > 0) {
       clock_s += spec.arrivals.kind == ArrivalProcess::Kind::kPoisson
                      ? arrival_rng.Exponential(spec.arrivals.rate_per_s)
-                     : arrival_rng.Gamma(shape) * scale;
+                 : shape < 1e12 ? arrival_rng.Gamma(shape) * scale
+                                : 1.0 / spec.arrivals.rate_per_s;  // cv ~ 0: regular gaps
     }
     r.arrival_time_s = clock_s;
     int64_t prompt = Sample(spec.prompt, prompt_rng);
