@@ -78,10 +78,13 @@ absl::StatusOr<std::unique_ptr<internal::PoolBackend>> ChooseBackend(const PoolO
       }
       PAGEDKV_LOG_WARN(
           "pool '{}': tier gpu requested but no CUDA device is usable ({}); using {} bytes of "
-          "page-aligned host memory instead (set strict to make this an error)",
-          o.name, NoDeviceReason(), o.bytes_per_block * o.num_blocks);
+          "{} host memory instead (set strict to make this an error)",
+          o.name, NoDeviceReason(), o.bytes_per_block * o.num_blocks,
+          o.shared ? "shared" : "page-aligned");
+      if (o.shared) return internal::MakeSharedMemoryBackend();
       return internal::MakeHostAlignedBackend(o.huge_pages);
     case Tier::kHost:
+      if (o.shared) return internal::MakeSharedMemoryBackend();
 #if defined(PAGEDKV_HAVE_CUDA)
       if (CudaDeviceAvailable()) return internal::MakeCudaPinnedHostBackend();
 #endif
@@ -103,6 +106,8 @@ std::string_view MemoryBackendName(MemoryBackend backend) {
       return "host_aligned";
     case MemoryBackend::kVirtual:
       return "virtual";
+    case MemoryBackend::kSharedHost:
+      return "shared_host";
   }
   return "unknown";
 }
@@ -139,6 +144,10 @@ MemoryPool::~MemoryPool() {
                     MemoryBackendName(backend_), total_bytes());
   impl_->Free(base_, total_bytes());
 }
+
+int MemoryPool::shared_memory_fd() const { return impl_->shared_fd(); }
+
+uint64_t MemoryPool::shared_memory_bytes() const { return impl_->mapped_bytes(); }
 
 std::byte* MemoryPool::BlockData(BlockId id) const {
   PAGEDKV_DCHECK_MSG(id < options_.num_blocks, "block id out of range");

@@ -11,6 +11,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   python3-dev pybind11-dev python3-pytest python3-numpy
+  # the service (pagedkv serve): gRPC and protobuf, C++ and Python, code generators included
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  python3-grpcio python3-protobuf
   python3-torch  # the reference engine (python/pagedkv/engine) and its tests, CPU
   chromium  # headless browser test of report.html (tests/browser; skipped when absent)
   redis-server redis-tools  # the remote tier's tests run real servers (tests/remote; skipped when absent)

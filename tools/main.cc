@@ -22,6 +22,9 @@
 namespace pagedkv::cli {
 int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> args);
 int RunReportCommand(const CommandContext& ctx, absl::Span<const std::string> args);
+#if defined(PAGEDKV_HAVE_SERVICE)
+int RunServeCommand(const CommandContext& ctx, absl::Span<const std::string> args);
+#endif
 namespace {
 
 // Adding a subcommand: write tools/<name>_command.cc with `int Run<Name>Command(ctx, args)`,
@@ -32,6 +35,10 @@ constexpr Command kCommands[] = {
     {"simulate", "replay a workload under each KV allocation policy and compare them",
      RunSimulateCommand},
     {"report", "rebuild report.html from the data files of a simulation", RunReportCommand},
+#if defined(PAGEDKV_HAVE_SERVICE)
+    {"serve", "serve the KV-cache manager over gRPC to engine processes (sessions, shared pools)",
+     RunServeCommand},
+#endif
 };
 
 std::string CommandNames() {

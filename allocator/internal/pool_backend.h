@@ -1,6 +1,6 @@
 // The one interface every MemoryPool backend implements (CUDA device, CUDA pinned host, aligned
-// host, virtual), plus the factories. Private to allocator/: MemoryPool picks a backend from the
-// tier and the devices present, and frees through the same backend that allocated.
+// host, shared host memory, virtual), plus the factories. Private to allocator/: MemoryPool picks a
+// backend from the tier and the devices present, and frees through the same backend that allocated.
 //
 //   std::unique_ptr<PoolBackend> b = MakeHostAlignedBackend(/*huge_pages=*/false);
 //   PAGEDKV_ASSIGN_OR_RETURN(std::byte* base, b->Allocate(total_bytes, "pool"));
@@ -27,10 +27,17 @@ class PoolBackend {
   // Returns an arena from Allocate of this backend (nullptr is ignored). Never fails loudly: a
   // failure is logged, since destructors cannot report it.
   virtual void Free(std::byte* base, uint64_t total_bytes) = 0;
+  // Shared-memory backends: the descriptor another process maps (owned by the backend), and the
+  // bytes it maps (total_bytes rounded up to whole pages). -1 and 0 for every other backend.
+  virtual int shared_fd() const { return -1; }
+  virtual uint64_t mapped_bytes() const { return 0; }
 };
 
 // Page-aligned host memory; with huge_pages, 2 MiB aligned and advised for transparent huge pages.
 std::unique_ptr<PoolBackend> MakeHostAlignedBackend(bool huge_pages);
+// Host memory in a sealed memfd segment mapped MAP_SHARED (one backend object per arena: it keeps
+// the descriptor).
+std::unique_ptr<PoolBackend> MakeSharedMemoryBackend();
 // No memory at all: Allocate returns nullptr.
 std::unique_ptr<PoolBackend> MakeVirtualBackend();
 

@@ -12,6 +12,9 @@ extension are absent (``pagedkv.bound_areas`` lists those present).
     layout = bm.build_batch([1], num_new_tokens=3)       # CSR page table + slot_mapping
     cache = bm.kv_cache(group=0)                         # NumPy view of the pool memory
 
+pagedkv.client (imported on its own: `import pagedkv.client as kv`) is the client of
+`pagedkv serve`, the manager as a service that engine processes share (docs/service.md).
+
 With the scheduler area built, pagedkv.Scheduler drives a KvCachePolicy
 (pagedkv.make_kv_cache_policy) and pagedkv.simulate replays workloads; see
 examples/python_engine.py and docs/python.md.

@@ -1,5 +1,7 @@
 #include "pagedkv/allocator/memory_pool.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -257,6 +259,80 @@ TEST(MemoryPoolHostTest, BackendNames) {
   EXPECT_EQ(MemoryBackendName(MemoryBackend::kCudaPinnedHost), "cuda_pinned_host");
   EXPECT_EQ(MemoryBackendName(MemoryBackend::kHostAligned), "host_aligned");
   EXPECT_EQ(MemoryBackendName(MemoryBackend::kVirtual), "virtual");
+  EXPECT_EQ(MemoryBackendName(MemoryBackend::kSharedHost), "shared_host");
+}
+
+// ---- Shared host memory (memfd) -----------------------------------------------------------------
+
+TEST(MemoryPoolSharedTest, SharedHostPoolIsAMemfdThatASecondMappingSees) {
+  PoolOptions o = Options(Tier::kHost, 3 * kBytesPerToken, 5);
+  o.shared = true;
+  absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(o);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  MemoryPool& p = **pool;
+  EXPECT_EQ(p.backend(), MemoryBackend::kSharedHost);
+  ASSERT_GE(p.shared_memory_fd(), 0);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  EXPECT_GE(p.shared_memory_bytes(), p.total_bytes());
+  EXPECT_EQ(p.shared_memory_bytes() % page, 0u);
+  // A second mapping of the descriptor (what a client process does) aliases the arena.
+  void* view = mmap(nullptr, p.shared_memory_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED,
+                    p.shared_memory_fd(), 0);
+  ASSERT_NE(view, MAP_FAILED);
+  auto* bytes = static_cast<unsigned char*>(view);
+  std::memset(p.BlockData(4), 0x3c, p.bytes_per_block());
+  EXPECT_EQ(bytes[4 * p.bytes_per_block() + 7], 0x3c);
+  bytes[2 * p.bytes_per_block()] = 0x77;
+  EXPECT_EQ(static_cast<unsigned char>(p.BlockData(2)[0]), 0x77);
+  munmap(view, p.shared_memory_bytes());
+}
+
+TEST(MemoryPoolSharedTest, SharedSegmentIsSealedAgainstResizing) {
+  PoolOptions o = Options(Tier::kHost, 4096, 2);
+  o.shared = true;
+  absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(o);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  const int fd = (*pool)->shared_memory_fd();
+  EXPECT_NE(ftruncate(fd, 0), 0) << "a client could shrink the pool under the server";
+  EXPECT_NE(ftruncate(fd, 1 << 20), 0);
+  const int seals = fcntl(fd, F_GET_SEALS);
+  EXPECT_TRUE(seals & F_SEAL_SHRINK);
+  EXPECT_TRUE(seals & F_SEAL_GROW);
+}
+
+TEST(MemoryPoolSharedTest, GpuFallbackToHostIsSharedToo) {
+  if (CudaDeviceAvailable()) GTEST_SKIP() << "a CUDA device is present: no fallback happens";
+  LogCapture capture(spdlog::level::warn);
+  PoolOptions o = Options(Tier::kGpu, 4096, 4);
+  o.shared = true;
+  o.name = "shared-fallback";
+  absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(o);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ((*pool)->backend(), MemoryBackend::kSharedHost);
+  EXPECT_GE((*pool)->shared_memory_fd(), 0);
+  EXPECT_EQ(capture.Count(spdlog::level::warn, "shared-fallback"), 1);
+}
+
+TEST(MemoryPoolSharedTest, OtherBackendsHaveNoDescriptor) {
+  for (Tier tier : {Tier::kHost, Tier::kVirtual}) {
+    absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(Options(tier, 64, 2));
+    ASSERT_TRUE(pool.ok()) << pool.status();
+    EXPECT_EQ((*pool)->shared_memory_fd(), -1);
+    EXPECT_EQ((*pool)->shared_memory_bytes(), 0u);
+  }
+  PoolOptions o = Options(Tier::kVirtual, 64, 2);
+  o.shared = true;  // nothing to share
+  absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(o);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_EQ((*pool)->backend(), MemoryBackend::kVirtual);
+  EXPECT_EQ((*pool)->shared_memory_fd(), -1);
+}
+
+TEST(MemoryPoolSharedTest, TooLargeSharedPoolIsResourceExhausted) {
+  PoolOptions o = Options(Tier::kHost, uint64_t{1} << 40, 1u << 10);  // 1 PiB
+  o.shared = true;
+  absl::StatusOr<std::unique_ptr<MemoryPool>> pool = MemoryPool::Create(o);
+  EXPECT_EQ(pool.status().code(), absl::StatusCode::kResourceExhausted) << pool.status();
 }
 
 TEST(MemoryPoolHostTest, CreationIsTracedAtTraceLevel) {

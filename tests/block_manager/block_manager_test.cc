@@ -7,64 +7,19 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/block_manager/test_util.h"
 
 namespace pagedkv {
 namespace {
 
 using ::absl::StatusCode;
-
-ModelSpec Spec(std::vector<LayerSpec> layers) {
-  ModelSpec spec;
-  spec.name = "unit";
-  spec.num_q_heads = 2;
-  spec.num_kv_heads = 1;
-  spec.head_dim = 4;
-  spec.kv_dtype = DType::kFp16;
-  spec.layers = std::move(layers);
-  return spec;
-}
-
-CacheConfig Config(int32_t bs, int64_t gpu_blocks, int64_t host_blocks = 0, bool prefix = true) {
-  CacheConfig cfg;
-  cfg.block_size_tokens = bs;
-  cfg.gpu_tier = Tier::kVirtual;
-  cfg.gpu_num_blocks = gpu_blocks;
-  cfg.host_num_blocks = host_blocks;
-  cfg.watermark = 0.0;
-  cfg.enable_prefix_caching = prefix;
-  return cfg;
-}
-
-std::unique_ptr<BlockManager> Make(const ModelSpec& spec, const CacheConfig& cfg) {
-  auto bm = BlockManager::Create(spec, cfg);
-  EXPECT_TRUE(bm.ok()) << bm.status();
-  return bm.ok() ? std::move(*bm) : nullptr;
-}
-
-std::vector<TokenId> Tokens(int32_t n, TokenId base = 100) {
-  std::vector<TokenId> t(n);
-  std::iota(t.begin(), t.end(), base);
-  return t;
-}
+using ::pagedkv::testing::Config;
+using ::pagedkv::testing::ExpectFailsUnchanged;
+using ::pagedkv::testing::Make;
+using ::pagedkv::testing::Spec;
+using ::pagedkv::testing::Tokens;
 
 int32_t Pages(int32_t tokens, int32_t bs) { return (tokens + bs - 1) / bs; }
-
-// Runs `call`, expects `code`, and checks that stats, per-sequence stats and invariants are as
-// before.
-template <typename F>
-void ExpectFailsUnchanged(BlockManager& bm, StatusCode code, F&& call) {
-  const BlockManagerStats before = bm.stats();
-  std::vector<SequenceStats> seqs_before;
-  for (SeqId id : bm.SequenceIds()) seqs_before.push_back(*bm.GetSequenceStats(id));
-  const absl::Status st = call();
-  EXPECT_EQ(st.code(), code) << st;
-  EXPECT_FALSE(st.message().empty());
-  EXPECT_EQ(bm.stats(), before);
-  std::vector<SequenceStats> seqs_after;
-  for (SeqId id : bm.SequenceIds()) seqs_after.push_back(*bm.GetSequenceStats(id));
-  EXPECT_EQ(seqs_after, seqs_before);
-  EXPECT_TRUE(bm.CheckInvariants().ok()) << bm.CheckInvariants();
-}
 
 class BlockSizeTest : public ::testing::TestWithParam<int32_t> {
  protected:

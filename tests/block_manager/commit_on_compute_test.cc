@@ -7,65 +7,27 @@
 
 #include "gtest/gtest.h"
 #include "pagedkv/block_manager/block_manager.h"
+#include "tests/block_manager/test_util.h"
 
 namespace pagedkv {
 namespace {
 
 using ::absl::StatusCode;
+using ::pagedkv::testing::Config;
+using ::pagedkv::testing::ExpectFailsUnchanged;
+using ::pagedkv::testing::Make;
+using ::pagedkv::testing::Spec;
+using ::pagedkv::testing::Tokens;
 
 ModelSpec Toy(std::vector<LayerSpec> layers = {LayerSpec::Full()}) {
-  ModelSpec spec;
+  ModelSpec spec = Spec(std::move(layers));
   spec.name = "toy";
-  spec.num_q_heads = 2;
-  spec.num_kv_heads = 1;
-  spec.head_dim = 4;
-  spec.kv_dtype = DType::kFp16;
-  spec.layers = std::move(layers);
   return spec;
-}
-
-CacheConfig Config(int32_t bs, int64_t gpu_blocks, int64_t host_blocks = 0) {
-  CacheConfig cfg;
-  cfg.block_size_tokens = bs;
-  cfg.gpu_tier = Tier::kVirtual;
-  cfg.gpu_num_blocks = gpu_blocks;
-  cfg.host_num_blocks = host_blocks;
-  cfg.watermark = 0.0;
-  cfg.enable_prefix_caching = true;
-  return cfg;
-}
-
-std::unique_ptr<BlockManager> Make(const ModelSpec& spec, const CacheConfig& cfg) {
-  auto bm = BlockManager::Create(spec, cfg);
-  EXPECT_TRUE(bm.ok()) << bm.status();
-  return bm.ok() ? std::move(*bm) : nullptr;
-}
-
-std::vector<TokenId> Tokens(int32_t n, TokenId base = 100) {
-  std::vector<TokenId> t(n);
-  std::iota(t.begin(), t.end(), base);
-  return t;
 }
 
 void ExpectOk(const BlockManager& bm) {
   const absl::Status st = bm.CheckInvariants();
   EXPECT_TRUE(st.ok()) << st;
-}
-
-// Runs `call`, expects `code`, and checks that nothing changed.
-template <typename F>
-void ExpectFailsUnchanged(BlockManager& bm, StatusCode code, F&& call) {
-  const BlockManagerStats before = bm.stats();
-  std::vector<SequenceStats> seqs_before;
-  for (SeqId id : bm.SequenceIds()) seqs_before.push_back(*bm.GetSequenceStats(id));
-  const absl::Status st = call();
-  EXPECT_EQ(st.code(), code) << st;
-  EXPECT_FALSE(st.message().empty());
-  EXPECT_EQ(bm.stats(), before);
-  std::vector<SequenceStats> seqs_after;
-  for (SeqId id : bm.SequenceIds()) seqs_after.push_back(*bm.GetSequenceStats(id));
-  EXPECT_EQ(seqs_after, seqs_before);
-  ExpectOk(bm);
 }
 
 // Regression: a chunked prefill computed 8 of 41 tokens, then was preempted (rewind, free). Only

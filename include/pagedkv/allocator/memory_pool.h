@@ -1,6 +1,7 @@
 // MemoryPool: one arena of `num_blocks` fixed-size blocks on one tier (one pool per KV group and
 // tier). Block-major, so a block is one contiguous chunk of `bytes_per_block` bytes.
-// Backends: CUDA device memory, pinned host memory, plain aligned host memory, virtual (no bytes).
+// Backends: CUDA device memory, pinned host memory, plain aligned host memory, shared host memory
+// (a memfd another process can map: PoolOptions::shared), virtual (no bytes).
 //
 //   PoolOptions o{.tier = Tier::kHost, .bytes_per_block = 1 << 20, .num_blocks = 64};
 //   PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<MemoryPool> pool, MemoryPool::Create(o));
@@ -28,6 +29,7 @@ enum class MemoryBackend : uint8_t {
   kCudaPinnedHost = 1,  // cudaHostAlloc
   kHostAligned = 2,     // aligned host memory (page-aligned, optional transparent huge pages)
   kVirtual = 3,         // no memory at all
+  kSharedHost = 4,      // host memory in a sealed memfd segment, mapped MAP_SHARED
 };
 std::string_view MemoryBackendName(MemoryBackend backend);
 
@@ -39,6 +41,10 @@ struct PoolOptions {
   // true = FailedPrecondition.
   bool strict = false;
   bool huge_pages = false;  // kHostAligned only: madvise(MADV_HUGEPAGE)
+  // Host memory that other processes can map: a kHost pool, and a kGpu pool that falls back to
+  // host memory, are allocated in a memfd segment (kSharedHost; wins over pinned memory when
+  // CUDA is present). A kGpu pool on a CUDA device and a kVirtual pool ignore it.
+  bool shared = false;
   int cuda_device = 0;
   std::string name = "pool";  // for log lines and errors
 };
@@ -65,6 +71,13 @@ class MemoryPool {
   std::byte* base() const { return base_; }
   // Start of block `id` (id < num_blocks); nullptr for kVirtual.
   std::byte* BlockData(BlockId id) const;
+
+  // kSharedHost only: the memfd holding the arena at offset 0 (owned by the pool: dup it to keep
+  // it, never close it), and the bytes to map (total_bytes() rounded up to whole pages). Another
+  // process maps it with mmap(MAP_SHARED) and sees block `id` at offset id * bytes_per_block.
+  // -1 and 0 for every other backend.
+  int shared_memory_fd() const;
+  uint64_t shared_memory_bytes() const;
 
  private:
   MemoryPool(const PoolOptions& options, std::unique_ptr<internal::PoolBackend> impl,
