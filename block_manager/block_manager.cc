@@ -124,6 +124,7 @@ absl::StatusOr<std::unique_ptr<BlockManager>> BlockManager::Create(const ModelSp
       if (G.hashed) {
         pool->hashes.resize(n);
         pool->tokens.resize(static_cast<size_t>(n) * bs);
+        pool->publisher.assign(n, 0);
         if (remote) {
           pool->reuse.assign(n, 0);
           pool->remote_origin.assign(n, 0);

@@ -26,6 +26,7 @@ absl::Status BlockManager::CheckInvariants() const {
       const uint32_t n = pool->alloc->num_blocks();
       std::vector<uint32_t> expected(pool->pins.begin(), pool->pins.end());
       std::vector<uint8_t> computed_by_a_table(G.hashed ? n : 0, 0);
+      std::vector<uint8_t> publisher_names(G.hashed ? n : 0, 0);
       if (pool->pinned.size() !=
           static_cast<size_t>(std::accumulate(pool->pins.begin(), pool->pins.end(), uint64_t{0}))) {
         return absl::InternalError(absl::StrCat("group ", g, " ", tier, ": pin list has ",
@@ -62,11 +63,31 @@ absl::Status BlockManager::CheckInvariants() const {
               k == rec->num_hashed_pages && k == t.num_pages() - 1 && t.num_tokens_ % s.bs != 0;
           if (k < rec->num_hashed_pages || rewound_last) computed_by_a_table[t.blocks_[k]] = 1;
         }
+        for (int32_t k = t.first_live_page_; k < t.num_pages(); ++k) {
+          if (pool->publisher[t.blocks_[k]] == rec->serial) publisher_names[t.blocks_[k]] = 1;
+        }
+        // A table may also name published pages it has not computed (a fork's child, when the
+        // parent computed them after the fork): its engine will write them again, which is only
+        // harmless when the table's chain through the page equals the page's hash.
+        const int32_t full_pages = t.num_tokens_ / s.bs;
+        for (int32_t k = rec->num_hashed_pages; k < full_pages && k >= t.first_live_page_; ++k) {
+          const BlockId b = t.blocks_[k];
+          parent = HashPage(parent,
+                            absl::MakeConstSpan(&pool->tokens[static_cast<size_t>(b) * s.bs], s.bs),
+                            rec->hash_key);
+          if (pool->alloc->is_hashed(b) && !(parent == pool->hashes[b])) {
+            return absl::InternalError(absl::StrCat(
+                "sequence ", id, " page ", k, " (block ", b,
+                ") is published under another prefix than this table's, which has not computed "
+                "it"));
+          }
+        }
       }
-      // Commit on compute: a published page that tables name was computed by one of them (a
-      // fork's child may name a page its parent computed after the fork).
+      // Commit on compute: a published page that tables name was computed by one of them, or by
+      // its publisher, which names it no more (freed, or reordered away as a beam).
       for (BlockId b = 0; b < n && G.hashed; ++b) {
-        if (expected[b] > pool->pins[b] && pool->alloc->is_hashed(b) && !computed_by_a_table[b]) {
+        if (expected[b] > pool->pins[b] && pool->alloc->is_hashed(b) && !computed_by_a_table[b] &&
+            (pool->publisher[b] == 0 || publisher_names[b])) {
           return absl::InternalError(absl::StrCat("group ", g, " ", tier, " block ", b,
                                                   " is published but no table naming it has "
                                                   "computed it"));

@@ -54,9 +54,12 @@ void BlockManager::Impl::PublishPages(SeqRecord& rec, int32_t full_pages) {
     pool.hashes[b] = h;
     // Already published by a sharer (same block), or another block holds the same content and
     // keeps serving lookups (this one stays computed but private).
-    if (!pool.alloc->is_hashed(b) && pool.alloc->TrySetHash(b, h) && !pool.reuse.empty()) {
-      pool.reuse[b] = 0;
-      pool.remote_origin[b] = 0;
+    if (!pool.alloc->is_hashed(b) && pool.alloc->TrySetHash(b, h)) {
+      pool.publisher[b] = rec.serial;
+      if (!pool.reuse.empty()) {
+        pool.reuse[b] = 0;
+        pool.remote_origin[b] = 0;
+      }
     }
   }
   rec.num_hashed_pages = full_pages;
@@ -217,6 +220,7 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
   std::vector<BlockId> staged;  // host blocks of the remote pages
   SeqRecord* rec = s.records.New();
   rec->id = seq;
+  rec->serial = ++s.last_serial;
   rec->extra_key = options.extra_key;
   rec->hash_key = hash_key;
   rec->priority = options.priority;

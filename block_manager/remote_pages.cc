@@ -70,6 +70,7 @@ BlockId BlockManager::Impl::StageRemotePage(int32_t g, const RemoteTier::Hit& pa
   host.hashes[*b] = hash;
   host.reuse[*b] = 0;
   host.remote_origin[*b] = 1;
+  host.publisher[*b] = 0;
   host.filled_gen[*b] = 0;  // written here, now
   TrySetHash(host, *b, hash);
   return *b;

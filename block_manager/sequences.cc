@@ -247,6 +247,7 @@ absl::Status BlockManager::Fork(SeqId parent, SeqId child) {
   if (p->swapped) return Impl::Swapped(parent, "Fork");
   SeqRecord* c = s.records.New(*p);
   c->id = child;
+  c->serial = ++s.last_serial;
   c->stamp = 0;
   int32_t pages = 0;
   for (int32_t g = 0; g < s.num_groups(); ++g) {
@@ -334,6 +335,7 @@ absl::Status BlockManager::ReorderBeams(absl::Span<const SeqId> beams,
     // keeping them keeps the hash chain of later pages consistent with the inherited ones.
     rec->extra_key = ns.extra_key;
     rec->hash_key = ns.hash_key;
+    rec->serial = ++s.last_serial;  // a copy of the parent's tables, as a fork's child
   }
   PAGEDKV_LOG_TRACE("reorder_beams beams={} changed={}", n, changed.size());
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());

@@ -21,19 +21,6 @@ namespace {
 
 constexpr uint64_t kHugePageBytes = uint64_t{2} << 20;
 
-uint64_t PageBytes() {
-  const long page = sysconf(_SC_PAGESIZE);
-  return page > 0 ? static_cast<uint64_t>(page) : 4096;
-}
-
-// Physical memory of this machine; 0 when unknown. An arena larger than this can never be backed,
-// so it is refused up front with a clear message rather than left to overcommit.
-uint64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  if (pages <= 0) return 0;
-  return static_cast<uint64_t>(pages) * PageBytes();
-}
-
 class HostAlignedBackend final : public PoolBackend {
  public:
   explicit HostAlignedBackend(bool huge_pages) : huge_pages_(huge_pages) {}
@@ -41,7 +28,7 @@ class HostAlignedBackend final : public PoolBackend {
   MemoryBackend kind() const override { return MemoryBackend::kHostAligned; }
 
   absl::StatusOr<std::byte*> Allocate(uint64_t total_bytes, std::string_view pool_name) override {
-    const uint64_t alignment = huge_pages_ ? kHugePageBytes : PageBytes();
+    const uint64_t alignment = huge_pages_ ? kHugePageBytes : SystemPageBytes();
     if (total_bytes > std::numeric_limits<uint64_t>::max() - alignment) {
       return absl::InvalidArgumentError(absl::StrCat("pool '", AbslView(pool_name),
                                                      "': ", total_bytes,

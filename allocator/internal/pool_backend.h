@@ -12,10 +12,26 @@
 #include <memory>
 #include <string_view>
 
+#include <unistd.h>
+
 #include "absl/status/statusor.h"
 #include "pagedkv/allocator/memory_pool.h"
 
 namespace pagedkv::internal {
+
+// The system page size (bytes; 4096 when sysconf cannot tell).
+inline uint64_t SystemPageBytes() {
+  const long page = sysconf(_SC_PAGESIZE);
+  return page > 0 ? static_cast<uint64_t>(page) : 4096;
+}
+
+// Physical memory of this machine (bytes); 0 when unknown. An arena larger than this can never be
+// backed, so host backends refuse it up front with a clear message rather than overcommit.
+inline uint64_t PhysicalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  if (pages <= 0) return 0;
+  return static_cast<uint64_t>(pages) * SystemPageBytes();
+}
 
 class PoolBackend {
  public:

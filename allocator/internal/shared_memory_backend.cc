@@ -21,17 +21,6 @@
 namespace pagedkv::internal {
 namespace {
 
-uint64_t PageBytes() {
-  const long page = sysconf(_SC_PAGESIZE);
-  return page > 0 ? static_cast<uint64_t>(page) : 4096;
-}
-
-uint64_t PhysicalMemoryBytes() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  if (pages <= 0) return 0;
-  return static_cast<uint64_t>(pages) * PageBytes();
-}
-
 class SharedMemoryBackend final : public PoolBackend {
  public:
   ~SharedMemoryBackend() override {
@@ -44,7 +33,7 @@ class SharedMemoryBackend final : public PoolBackend {
 
   absl::StatusOr<std::byte*> Allocate(uint64_t total_bytes, std::string_view pool_name) override {
     const std::string where = absl::StrCat("pool '", AbslView(pool_name), "'");
-    const uint64_t page = PageBytes();
+    const uint64_t page = SystemPageBytes();
     if (total_bytes > std::numeric_limits<uint64_t>::max() - page) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": ", total_bytes, " bytes overflow when rounded to pages"));

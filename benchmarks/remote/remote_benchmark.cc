@@ -1,8 +1,9 @@
 // Loading prefix pages from the remote tier on a loopback Redis server: 64 pages of Llama-3-8B's
 // page size (block size 16: 2 MiB each), fetched and verified in one pipelined round trip, against
 // one round trip per page. Each run also reports, from the simulator's step-time model, how long
-// an H100 takes to recompute the same tokens instead (compute, not measured), so
-// docs/performance.md can say from what prefix length loading beats recomputing.
+// an H100 takes to recompute the same tokens instead (compute, not measured) and, at the load
+// rate this run measured, the shortest prefix (tokens) from which loading beats recomputing for
+// Llama-3-8B and Llama-3-70B (docs/performance.md).
 //
 // The benchmark starts its own redis-server on 127.0.0.1 (tests/remote/redis_servers.cc) and
 // reports an error for each benchmark when redis-server is not installed.
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "pagedkv/remote/remote_tier.h"
 #include "pagedkv/scheduler/step_time_model.h"
@@ -89,6 +92,32 @@ double RecomputeSeconds(int64_t tokens) {
          gpu->step_overhead_s;
 }
 
+// The shortest cached prefix (tokens, powers of two up to 1M) that loads faster at
+// `bytes_per_s` than an H100 recomputes it, under the simulator's step-time model, for a request
+// whose prompt adds kSuffixTokens new tokens to the prefix: recomputing costs
+// step(prefill prefix + suffix) - step(prefill suffix over the cached prefix); loading costs the
+// prefix's KV bytes at the measured rate. -1 when no length up to 1M tokens does.
+constexpr int64_t kSuffixTokens = 256;
+double BreakevenTokens(const char* preset, double bytes_per_s) {
+  absl::StatusOr<ModelSpec> spec = ModelSpec::Preset(preset);
+  absl::StatusOr<GpuSpec> gpu = GpuSpec::Preset("h100");
+  if (!spec.ok() || !gpu.ok() || bytes_per_s <= 0) return -1;
+  absl::StatusOr<ModelCompute> mc = ModelCompute::ForModel(*spec);
+  if (!mc.ok()) return -1;
+  const StepTimeModel model(*gpu, *mc);
+  const double bytes_per_token =
+      static_cast<double>(spec->num_layers()) * static_cast<double>(spec->BytesPerTokenPerLayer());
+  for (int64_t n = kBlockSize; n <= (int64_t{1} << 20); n *= 2) {
+    const double recompute =
+        model.StepSeconds({{.query_tokens = n + kSuffixTokens, .context_tokens = 0}}, {}) -
+        model.StepSeconds({{.query_tokens = kSuffixTokens, .context_tokens = n}}, {});
+    if (static_cast<double>(n) * bytes_per_token / bytes_per_s < recompute) {
+      return static_cast<double>(n);
+    }
+  }
+  return -1;
+}
+
 void Report(benchmark::State& state, int64_t pages) {
   Fixture& f = Shared();
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * pages *
@@ -98,17 +127,27 @@ void Report(benchmark::State& state, int64_t pages) {
   state.counters["h100_recompute_s"] = RecomputeSeconds(pages * kBlockSize);
 }
 
+// Report plus, from this run's load rate, the break-even prefix lengths of two models.
+void ReportBreakeven(benchmark::State& state, int64_t pages, double seconds) {
+  Report(state, pages);
+  const double rate = static_cast<double>(pages) * static_cast<double>(Shared().page_bytes) *
+                      static_cast<double>(state.iterations()) / seconds;
+  state.counters["breakeven_tokens_llama3_8b"] = BreakevenTokens("llama-3-8b", rate);
+  state.counters["breakeven_tokens_llama3_70b"] = BreakevenTokens("llama-3-70b", rate);
+}
+
 // All pages in one MultiGet (one pipelined round trip), each verified (header and checksum).
 void BM_LoadPipelined(benchmark::State& state) {
   Fixture& f = Shared();
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
   const int64_t pages = state.range(0);
   std::vector<RemoteTier::Hit> hits;
+  const absl::Time start = absl::Now();
   for (auto _ : state) {
     const int32_t n = f.tier->LookupPrefix(0, absl::MakeConstSpan(f.chain).first(pages), &hits);
     if (n != pages) return state.SkipWithError("pages missing from the store");
   }
-  Report(state, pages);
+  ReportBreakeven(state, pages, absl::ToDoubleSeconds(absl::Now() - start));
 }
 BENCHMARK(BM_LoadPipelined)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -118,14 +157,21 @@ void BM_LoadWindowed(benchmark::State& state) {
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
   const int64_t pages = 64, window = state.range(0);
   std::vector<RemoteTier::Hit> hits;
+  const absl::Time start = absl::Now();
   for (auto _ : state) {
     for (int64_t i = 0; i < pages; i += window) {
       f.tier->LookupPrefix(0, absl::MakeConstSpan(&f.chain[i], window), &hits);
     }
   }
-  Report(state, pages);
+  ReportBreakeven(state, pages, absl::ToDoubleSeconds(absl::Now() - start));
 }
-BENCHMARK(BM_LoadWindowed)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LoadWindowed)
+    ->Arg(2)
+    ->Arg(4)
+    ->Arg(8)
+    ->Arg(16)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // The naive design: one round trip per page.
 void BM_LoadOneRoundTripPerPage(benchmark::State& state) {
@@ -133,6 +179,7 @@ void BM_LoadOneRoundTripPerPage(benchmark::State& state) {
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
   const int64_t pages = state.range(0);
   std::vector<RemoteTier::Hit> hits;
+  const absl::Time start = absl::Now();
   for (auto _ : state) {
     for (int64_t i = 0; i < pages; ++i) {
       if (f.tier->LookupPrefix(0, absl::MakeConstSpan(&f.chain[i], 1), &hits) != 1) {
@@ -140,7 +187,7 @@ void BM_LoadOneRoundTripPerPage(benchmark::State& state) {
       }
     }
   }
-  Report(state, pages);
+  ReportBreakeven(state, pages, absl::ToDoubleSeconds(absl::Now() - start));
 }
 BENCHMARK(BM_LoadOneRoundTripPerPage)
     ->Arg(8)

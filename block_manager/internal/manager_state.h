@@ -74,6 +74,9 @@ struct PoolState {
   std::vector<uint32_t> reuse;
   std::vector<uint8_t> remote_origin;
   std::vector<uint64_t> filled_gen;
+  // Hashed groups: [num_blocks] serial of the record whose MarkComputed published the page (0 for
+  // pages published by a load: host hit, remote page). CheckInvariants only.
+  std::vector<uint64_t> publisher;
   // [num_blocks] references held by pending CacheOps, and every pin in order (one entry each).
   std::vector<uint32_t> pins;
   std::vector<BlockId> pinned;
@@ -105,6 +108,7 @@ struct SeqRecord {
   uint64_t extra_key = 0;
   uint64_t hash_key = 0;       // the keys mixed into every page hash (extra_key, encoder_key)
   mutable uint64_t stamp = 0;  // scratch for duplicate detection in batch calls (const ones too)
+  uint64_t serial = 0;         // unique per record, never reused (names the publisher of a page)
   absl::InlinedVector<BlockTable, 2> tables;  // one per group
 };
 
@@ -170,6 +174,7 @@ struct BlockManager::Impl {
   uint64_t prefix_remote_hit_pages = 0;
 
   ObjectPool<SeqRecord> records;
+  uint64_t last_serial = 0;  // SeqRecord::serial of the newest record
   absl::flat_hash_map<SeqId, SeqRecord*> seqs;
   int64_t num_swapped = 0;
   mutable uint64_t stamp = 0;  // batch calls mark their records to find duplicates
@@ -297,6 +302,7 @@ struct BlockManager::Impl {
   void CopyMeta(const GroupState& G, const PoolState& from, BlockId fb, PoolState& to, BlockId tb) {
     if (!G.hashed) return;
     to.hashes[tb] = from.hashes[fb];
+    to.publisher[tb] = from.publisher[fb];
     std::memcpy(&to.tokens[static_cast<size_t>(tb) * bs],
                 &from.tokens[static_cast<size_t>(fb) * bs], sizeof(TokenId) * bs);
   }

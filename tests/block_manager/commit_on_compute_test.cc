@@ -137,6 +137,47 @@ TEST(MarkComputedTest, ForkAndBeamsCarryTheComputedCount) {
   ExpectOk(*bm);
 }
 
+// Regression (fuzz finding): a child forked before its parent computed a page names the page its
+// parent published afterwards. Once the parent is freed, no table that computed the page names it;
+// the page stays published (its K/V was written) and the child, which recomputes the same tokens
+// at the same positions, publishes nothing new.
+TEST(CommitOnComputeRegression, ChildOutlivesTheParentThatComputedItsPages) {
+  auto bm = Make(Toy(), Config(4, 64));
+  const std::vector<TokenId> prompt = Tokens(9);
+  ASSERT_TRUE(bm->AddSequence(1, prompt).ok());
+  ASSERT_TRUE(bm->Fork(1, 2).ok());
+  ASSERT_TRUE(bm->MarkComputed(1, 9).ok());
+  ExpectOk(*bm);
+  ASSERT_TRUE(bm->Free(1).ok());
+  ExpectOk(*bm);
+  EXPECT_EQ(*bm->NumComputedTokens(2), 0);
+  EXPECT_EQ(bm->CanAdmit(prompt).num_cached_tokens, 8);
+  ASSERT_TRUE(bm->MarkComputed(2, 9).ok());
+  ExpectOk(*bm);
+  auto third = bm->AddSequence(3, prompt);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->num_cached_tokens, 8);
+  EXPECT_EQ((*bm->GetBlockTable(3, 0))->blocks()[1], (*bm->GetBlockTable(2, 0))->blocks()[1]);
+  ExpectOk(*bm);
+}
+
+// Regression (fuzz finding): the same through ReorderBeams: the beam that computed the pages takes
+// a copy of a beam that has not.
+TEST(CommitOnComputeRegression, BeamTakesTheTableOfABeamThatHasNotComputed) {
+  auto bm = Make(Toy(), Config(4, 64));
+  ASSERT_TRUE(bm->AddSequence(1, Tokens(9)).ok());
+  ASSERT_TRUE(bm->Fork(1, 2).ok());
+  ASSERT_TRUE(bm->MarkComputed(1, 9).ok());
+  const SeqId beams[2] = {1, 2};
+  const int32_t parents[2] = {1, 1};  // both continue beam 2
+  ASSERT_TRUE(bm->ReorderBeams(beams, parents).ok());
+  ExpectOk(*bm);
+  EXPECT_EQ(*bm->NumComputedTokens(1), 0);
+  EXPECT_EQ(bm->CanAdmit(Tokens(9)).num_cached_tokens, 8);
+  ASSERT_TRUE(bm->MarkComputed(1, 9).ok());
+  ExpectOk(*bm);
+}
+
 TEST(MarkComputedTest, RewindLowersTheCountAndFreeKeepsOnlyPublishedPages) {
   auto bm = Make(Toy(), Config(4, 64));
   const std::vector<TokenId> prompt = Tokens(14);
