@@ -3,113 +3,23 @@
 // Every operation is O(1) (the span forms O(n) in the span); nothing allocates per block.
 #include "pagedkv/allocator/block_allocator.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
 
-#include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
-#include "boost/intrusive/list.hpp"
-#include "fmt/format.h"
-#include "pagedkv/core/absl_compat.h"
+#include "allocator/internal/block_allocator_impl.h"
 #include "pagedkv/core/check.h"
 #include "pagedkv/core/logging.h"
 
 namespace pagedkv {
 
-struct BlockAllocator::Impl {
-  enum class State : uint8_t { kFree = 0, kCached = 1, kInUse = 2 };
-
-  // One record per block. Invariants (CheckInvariants verifies them):
-  //   state == kFree   <=> ref == 0 && !hashed, linked on free_list
-  //   state == kCached <=> ref == 0 &&  hashed, linked on lru
-  //   state == kInUse  <=> ref >= 1, linked on no list
-  //   hashed <=> index[hash] == this block's id
-  struct Block {
-    // normal_link: no auto-unlink or safe-mode bookkeeping on the hot path; `state` says which
-    // list (if any) holds the block.
-    boost::intrusive::list_member_hook<boost::intrusive::link_mode<boost::intrusive::normal_link>>
-        hook;
-    BlockHash hash;    // meaningful only when hashed
-    uint32_t ref = 0;  // number of holders (block-table entries) of this block
-    State state = State::kFree;
-    bool hashed = false;
-  };
-  using List = boost::intrusive::list<
-      Block, boost::intrusive::member_hook<Block, decltype(Block::hook), &Block::hook>,
-      boost::intrusive::constant_time_size<true>>;
-  // The free list keeps its length in `num_free` instead: a bulk release links its blocks into
-  // one chain in registers and splices it in with four pointer writes, which a list that counts
-  // its own size cannot do without a size update per element.
-  using FreeList = boost::intrusive::list<
-      Block, boost::intrusive::member_hook<Block, decltype(Block::hook), &Block::hook>,
-      boost::intrusive::constant_time_size<false>>;
-  using NodeTraits = FreeList::node_traits;
-  using NodePtr = NodeTraits::node_ptr;
-
-  explicit Impl(uint32_t n) : blocks(new Block[n]) {
-    // Ascending ids, so a fresh allocator hands out 0, 1, 2, ...
-    for (uint32_t i = 0; i < n; ++i) free_list.push_back(blocks[i]);
-    num_free = n;
-  }
-
-  // Puts the chain first..last (linked through their hooks, first's prev and last's next unset)
-  // at the front of the free list.
-  void PrependToFreeList(NodePtr first, NodePtr last, uint32_t count) {
-    const NodePtr header = free_list.end().pointed_node();
-    const NodePtr old_first = NodeTraits::get_next(header);
-    NodeTraits::set_next(header, first);
-    NodeTraits::set_previous(first, header);
-    NodeTraits::set_next(last, old_first);
-    NodeTraits::set_previous(old_first, last);
-    num_free += count;
-  }
-
-  static std::string_view StateName(State s) {
-    switch (s) {
-      case State::kFree:
-        return "free";
-      case State::kCached:
-        return "cached";
-      case State::kInUse:
-        return "in use";
-    }
-    return "?";
-  }
-
-  BlockId IdOf(const Block& b) const { return static_cast<BlockId>(&b - blocks.get()); }
-
-  // Declared before the lists so the lists are destroyed first.
-  std::unique_ptr<Block[]> blocks;
-  FreeList free_list;  // state kFree; allocation takes the front, release pushes the front (warm)
-  uint32_t num_free = 0;  // length of free_list
-  List lru;               // state kCached; front = least recently used (evicted first)
-  // Exactly the hashed blocks. Keys are already uniform 128-bit content hashes, so the table hashes
-  // them by their low half instead of mixing them again (lookups are on the admission path).
-  struct IndexHash {
-    size_t operator()(const BlockHash& h) const { return static_cast<size_t>(h.lo ^ (h.hi >> 7)); }
-  };
-  absl::flat_hash_map<BlockHash, BlockId, IndexHash> index;
-
-  uint32_t peak_in_use = 0;
-  uint64_t allocations = 0;
-  uint64_t releases = 0;
-  uint64_t evictions = 0;
-  uint64_t cache_hits = 0;
-  uint64_t cache_misses = 0;
-};
+using internal::HashString;
+using internal::UnknownBlockError;
 
 namespace {
-
-// InvalidArgument for an id outside the pool, naming the operation and the pool size.
-absl::Status UnknownBlockError(std::string_view op, BlockId id, uint32_t num_blocks) {
-  return absl::InvalidArgumentError(absl::StrCat(
-      AbslView(op), ": block ", id, " does not exist (pool has ", num_blocks, " blocks)"));
-}
-
-std::string HashString(const BlockHash& h) { return fmt::format("{:016x}{:016x}", h.hi, h.lo); }
 
 // ceil(watermark * num_blocks), except that a product within rounding noise of an integer counts
 // as that integer (0.07 * 100 is 7.000000000000001 in binary floating point, not 8 blocks' worth).
@@ -387,103 +297,6 @@ absl::Status BlockAllocator::AddRef(BlockId id) {
   return absl::OkStatus();
 }
 
-absl::Status BlockAllocator::Touch(BlockId id) {
-  Impl& s = *impl_;
-  if (id >= num_blocks_) {
-    return UnknownBlockError("Touch", id, num_blocks_);
-  }
-  Impl::Block& b = s.blocks[id];
-  switch (b.state) {
-    case Impl::State::kCached:
-      s.lru.erase(s.lru.iterator_to(b));
-      s.lru.push_back(b);
-      return absl::OkStatus();
-    case Impl::State::kInUse:
-      return absl::OkStatus();
-    case Impl::State::kFree:
-      break;
-  }
-  return absl::FailedPreconditionError(
-      absl::StrCat("Touch: block ", id, " is free; only cached or in-use blocks can be touched"));
-}
-
-absl::Status BlockAllocator::SetHash(BlockId id, const BlockHash& hash) {
-  Impl& s = *impl_;
-  if (id >= num_blocks_) {
-    return UnknownBlockError("SetHash", id, num_blocks_);
-  }
-  Impl::Block& b = s.blocks[id];
-  if (b.state != Impl::State::kInUse) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("SetHash: block ", id, " is ", AbslView(Impl::StateName(b.state)),
-                     "; only an in-use block can be registered under a hash"));
-  }
-  if (b.hashed) {
-    return absl::FailedPreconditionError(absl::StrCat("SetHash: block ", id, " is already hashed (",
-                                                      HashString(b.hash), "); Unhash it first"));
-  }
-  const auto [it, inserted] = s.index.try_emplace(hash, id);
-  if (!inserted) {
-    return absl::AlreadyExistsError(
-        absl::StrCat("SetHash: hash ", HashString(hash), " is already held by block ", it->second,
-                     "; keep block ", id, " unhashed or take block ", it->second, " instead"));
-  }
-  b.hash = hash;
-  b.hashed = true;
-  PAGEDKV_LOG_TRACE("sethash block={} hash={}", id, HashString(hash));
-  return absl::OkStatus();
-}
-
-bool BlockAllocator::TrySetHash(BlockId id, const BlockHash& hash) {
-  Impl& s = *impl_;
-  PAGEDKV_DCHECK(id < num_blocks_);
-  Impl::Block& b = s.blocks[id];
-  PAGEDKV_DCHECK(b.state == Impl::State::kInUse && !b.hashed);
-  if (!s.index.try_emplace(hash, id).second) return false;
-  b.hash = hash;
-  b.hashed = true;
-  return true;
-}
-
-void BlockAllocator::CountLookups(uint64_t hits, uint64_t misses) {
-  impl_->cache_hits += hits;
-  impl_->cache_misses += misses;
-}
-
-absl::Status BlockAllocator::Unhash(BlockId id) {
-  Impl& s = *impl_;
-  if (id >= num_blocks_) {
-    return UnknownBlockError("Unhash", id, num_blocks_);
-  }
-  Impl::Block& b = s.blocks[id];
-  if (b.state != Impl::State::kInUse || !b.hashed) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Unhash: block ", id, " is ", AbslView(Impl::StateName(b.state)),
-        b.hashed ? "" : " and not hashed", "; only an in-use hashed block can be unhashed"));
-  }
-  s.index.erase(b.hash);
-  b.hashed = false;
-  PAGEDKV_LOG_TRACE("unhash block={} hash={}", id, HashString(b.hash));
-  return absl::OkStatus();
-}
-
-std::optional<BlockId> BlockAllocator::Lookup(const BlockHash& hash) {
-  Impl& s = *impl_;
-  const auto it = s.index.find(hash);
-  if (it == s.index.end()) {
-    ++s.cache_misses;
-    return std::nullopt;
-  }
-  ++s.cache_hits;
-  return it->second;
-}
-
-std::optional<BlockId> BlockAllocator::Peek(const BlockHash& hash) const {
-  const auto it = impl_->index.find(hash);
-  if (it == impl_->index.end()) return std::nullopt;
-  return it->second;
-}
-
 bool BlockAllocator::CanAllocate(uint32_t num_blocks) const {
   const uint64_t available = num_available();
   return uint64_t{num_blocks} + watermark_blocks_ <= available;
@@ -520,98 +333,6 @@ BlockAllocatorStats BlockAllocator::stats() const {
   st.cache_hits = s.cache_hits;
   st.cache_misses = s.cache_misses;
   return st;
-}
-
-absl::Status BlockAllocator::CheckInvariants() const {
-  const Impl& s = *impl_;
-  auto fail = [](auto&&... parts) {
-    return absl::InternalError(absl::StrCat("BlockAllocator invariant violated: ", parts...));
-  };
-  // 0 = on no list, 1 = seen on the free list, 2 = seen on the LRU.
-  std::vector<uint8_t> seen(num_blocks_, 0);
-  auto walk = [&](const auto& list, size_t expected_size, Impl::State want, uint8_t mark,
-                  const char* list_name) -> absl::Status {
-    size_t walked = 0;
-    for (const Impl::Block& b : list) {
-      if (++walked > num_blocks_) {
-        return fail(list_name, " list has more than ", num_blocks_, " entries (cycle?)");
-      }
-      const Impl::Block* first = s.blocks.get();
-      if (&b < first || &b >= first + num_blocks_) {
-        return fail(list_name, " list holds a record outside the metadata array");
-      }
-      const BlockId id = s.IdOf(b);
-      if (seen[id] != 0) return fail("block ", id, " is on a list twice");
-      seen[id] = mark;
-      if (b.state != want) {
-        return fail("block ", id, " is on the ", list_name, " list but its state is ",
-                    AbslView(Impl::StateName(b.state)));
-      }
-    }
-    if (walked != expected_size) {
-      return fail(list_name, " list length is recorded as ", expected_size, " but ", walked,
-                  " entries walked");
-    }
-    return absl::OkStatus();
-  };
-  if (absl::Status st = walk(s.free_list, s.num_free, Impl::State::kFree, 1, "free"); !st.ok())
-    return st;
-  if (absl::Status st = walk(s.lru, s.lru.size(), Impl::State::kCached, 2, "lru"); !st.ok())
-    return st;
-
-  uint32_t num_free = 0, num_cached = 0, num_in_use = 0, num_hashed = 0;
-  for (BlockId id = 0; id < num_blocks_; ++id) {
-    const Impl::Block& b = s.blocks[id];
-    switch (b.state) {
-      case Impl::State::kFree:
-        ++num_free;
-        if (b.ref != 0 || b.hashed || seen[id] != 1) {
-          return fail("free block ", id, " has ref ", b.ref, ", hashed ", b.hashed,
-                      ", on free list ", seen[id] == 1);
-        }
-        break;
-      case Impl::State::kCached:
-        ++num_cached;
-        if (b.ref != 0 || !b.hashed || seen[id] != 2) {
-          return fail("cached block ", id, " has ref ", b.ref, ", hashed ", b.hashed, ", on lru ",
-                      seen[id] == 2);
-        }
-        break;
-      case Impl::State::kInUse:
-        ++num_in_use;
-        if (b.ref == 0 || seen[id] != 0) {
-          return fail("in-use block ", id, " has ref ", b.ref, ", on a list ", seen[id] != 0);
-        }
-        break;
-      default:
-        return fail("block ", id, " has an unknown state ", static_cast<int>(b.state));
-    }
-    if (b.hashed) {
-      ++num_hashed;
-      const auto it = s.index.find(b.hash);
-      if (it == s.index.end() || it->second != id) {
-        return fail("hashed block ", id, " (", HashString(b.hash),
-                    ") is not what the index maps its hash to");
-      }
-    }
-  }
-  if (s.index.size() != num_hashed) {
-    return fail("the index has ", s.index.size(), " entries but ", num_hashed,
-                " blocks are hashed");
-  }
-  if (num_free + num_cached + num_in_use != num_blocks_) {
-    return fail("free ", num_free, " + cached ", num_cached, " + in use ", num_in_use,
-                " != num_blocks ", num_blocks_);
-  }
-  if (num_free != s.num_free || num_cached != s.lru.size()) {
-    return fail("state counts (free ", num_free, ", cached ", num_cached,
-                ") differ from list sizes (", s.num_free, ", ", s.lru.size(), ")");
-  }
-  if (s.peak_in_use < num_in_use || s.peak_in_use > num_blocks_) {
-    return fail("peak_in_use ", s.peak_in_use, " is not within [in use ", num_in_use,
-                ", num_blocks ", num_blocks_, "]");
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace pagedkv
