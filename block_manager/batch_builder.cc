@@ -22,10 +22,22 @@ absl::Status BlockManager::BuildBatch(absl::Span<const BatchEntry> entries, int3
   layout->block_size = bs;
   layout->page_indptr.push_back(0);
   layout->query_indptr.push_back(0);
+  const uint64_t stamp = ++s.stamp;
   for (const BatchEntry& e : entries) {
     const SeqRecord* rec = s.Find(e.seq_id);
     if (rec == nullptr) return Impl::NotFound(e.seq_id, "BuildBatch");
     if (rec->swapped) return Impl::Swapped(e.seq_id, "BuildBatch");
+    // One entry per sequence: a second would write the same slots twice in one step.
+    if (rec->stamp == stamp) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("BuildBatch: sequence ", e.seq_id, " is listed twice; list each once"));
+    }
+    rec->stamp = stamp;
+    if (e.num_context_tokens < -1) {
+      return absl::InvalidArgumentError(absl::StrCat("BuildBatch: sequence ", e.seq_id,
+                                                     ": num_context_tokens ", e.num_context_tokens,
+                                                     " must be >= 0, or -1 for all tokens"));
+    }
     const BlockTable& t = rec->tables[group];
     const int32_t ctx = e.num_context_tokens < 0 ? t.num_tokens_ : e.num_context_tokens;
     if (ctx > t.num_tokens_ || e.num_new_tokens < 0 || e.num_new_tokens > ctx) {

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <utility>
 
@@ -13,6 +11,7 @@
 #include "nlohmann/json.hpp"
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/check.h"
+#include "pagedkv/core/input_limits.h"
 #include "pagedkv/core/status.h"
 
 namespace pagedkv {
@@ -104,10 +103,27 @@ std::vector<ModelSpec> AllPresets() {
   return presets;
 }
 
+// A type and a short excerpt of a JSON value for an error message: never the whole value (an
+// array of a million entries, or one nested thousands deep, must not be printed).
+std::string JsonExcerpt(const Json& value) {
+  switch (value.type()) {
+    case Json::value_t::array:
+      return absl::StrCat("an array of ", value.size(),
+                          value.size() == 1 ? " element" : " elements");
+    case Json::value_t::object:
+      return absl::StrCat("an object of ", value.size(),
+                          value.size() == 1 ? " member" : " members");
+    case Json::value_t::string:
+      return absl::StrCat("the string \"", Excerpt(value.get_ref<const std::string&>(), 40), "\"");
+    default:
+      return absl::StrCat(Excerpt(value.dump(), 40), " (", value.type_name(), ")");
+  }
+}
+
 absl::Status FieldTypeError(std::string_view field, std::string_view expected, const Json& value) {
   return absl::InvalidArgumentError(absl::StrCat("model JSON: field '", AbslView(field),
                                                  "' must be ", AbslView(expected), ", got ",
-                                                 value.dump(), " (", value.type_name(), ")"));
+                                                 JsonExcerpt(value)));
 }
 
 absl::StatusOr<int32_t> GetInt32(const Json& object, std::string_view field) {
@@ -168,14 +184,22 @@ absl::StatusOr<ModelSpec> SpecFromJsonValue(const Json& root) {
           absl::StrCat("model JSON: field 'num_layers' must be > 0, got ", num_layers));
     }
     // Guards the allocation below against absurd inputs.
-    if (num_layers > 100000) {
+    if (num_layers > ModelSpec::kMaxLayers) {
       return absl::InvalidArgumentError(
-          absl::StrCat("model JSON: field 'num_layers' = ", num_layers, " exceeds 100000"));
+          absl::StrCat("model JSON: field 'num_layers' = ", num_layers, " exceeds the limit of ",
+                       ModelSpec::kMaxLayers, " layers"));
     }
   }
   if (root.contains("layers")) {
     const Json& layers = root.at("layers");
     if (!layers.is_array()) return FieldTypeError("layers", "an array of strings", layers);
+    if (layers.size() > static_cast<size_t>(ModelSpec::kMaxLayers)) {
+      return absl::InvalidArgumentError(absl::StrCat("model JSON: field 'layers' lists ",
+                                                     layers.size(),
+                                                     " layers, more than the limit "
+                                                     "of ",
+                                                     ModelSpec::kMaxLayers));
+    }
     for (size_t i = 0; i < layers.size(); ++i) {
       const std::string field = absl::StrCat("layers[", i, "]");
       if (!layers[i].is_string()) {
@@ -245,7 +269,7 @@ absl::StatusOr<LayerSpec> ParseLayerSpec(std::string_view text) {
   const std::string lower = absl::AsciiStrToLower(AbslView(text));
   const auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad layer '", AbslView(text), "': ", AbslView(why),
+        absl::StrCat("bad layer '", Excerpt(text, 40), "': ", AbslView(why),
                      "; expected full, sliding:<window tokens>, cross or shares:<layer index> (or "
                      "sliding(<window tokens>), shares(<layer index>))"));
   };
@@ -275,7 +299,7 @@ absl::StatusOr<ModelSpec> ModelSpec::Preset(std::string_view name) {
   for (ModelSpec& spec : AllPresets()) {
     if (spec.name == lower) return std::move(spec);
   }
-  return absl::NotFoundError(absl::StrCat("unknown model preset '", AbslView(name),
+  return absl::NotFoundError(absl::StrCat("unknown model preset '", Excerpt(name, 60),
                                           "'; presets: ", absl::StrJoin(PresetNames(), ", "),
                                           " (or give a path to a model JSON file)"));
 }
@@ -287,29 +311,37 @@ std::vector<std::string> ModelSpec::PresetNames() {
 }
 
 absl::StatusOr<ModelSpec> ModelSpec::FromJson(std::string_view json_text) {
+  if (json_text.size() > kMaxModelFileBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("model JSON: ", json_text.size(),
+                                                   " bytes, more than the limit of ",
+                                                   kMaxModelFileBytes, " bytes"));
+  }
+  // Bounded before parsing: the parser and the printer of error values recurse per level.
+  if (absl::Status st = CheckJsonNesting(json_text, kMaxJsonDepth); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("model JSON: ", st.message()));
+  }
   // nlohmann::json reports errors by exception; they are caught here and never cross the API.
   Json root;
   try {
     root = Json::parse(json_text.begin(), json_text.end());
   } catch (const Json::parse_error& e) {
+    // The parser's message quotes the last token read, which may be a long string: cut it.
     return absl::InvalidArgumentError(
-        absl::StrCat("model JSON: syntax error at byte ", e.byte, ": ", e.what()));
+        absl::StrCat("model JSON: syntax error at byte ", e.byte, ": ", Excerpt(e.what(), 160)));
   } catch (const Json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("model JSON: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("model JSON: ", Excerpt(e.what(), 160)));
   }
   return SpecFromJsonValue(root);
 }
 
 absl::StatusOr<ModelSpec> ModelSpec::FromJsonFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("model JSON file '", path,
-                                            "' cannot be opened; check the path (or use a preset: ",
-                                            absl::StrJoin(PresetNames(), ", "), ")"));
+  absl::StatusOr<std::string> text = ReadTextFile(path, kMaxModelFileBytes, "model JSON file");
+  if (!text.ok()) {
+    if (!absl::IsNotFound(text.status())) return text.status();
+    return absl::NotFoundError(absl::StrCat(
+        text.status().message(), " (or use a preset: ", absl::StrJoin(PresetNames(), ", "), ")"));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<ModelSpec> spec = FromJson(text.str());
+  absl::StatusOr<ModelSpec> spec = FromJson(*text);
   if (!spec.ok()) {
     return absl::Status(spec.status().code(), absl::StrCat(path, ": ", spec.status().message()));
   }
@@ -337,9 +369,15 @@ absl::Status ModelSpec::Validate() const {
   const auto invalid = [&](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(who, ": ", parts...));
   };
-  if (num_q_heads <= 0) return invalid("num_q_heads must be > 0, got ", num_q_heads);
-  if (num_kv_heads <= 0) return invalid("num_kv_heads must be > 0, got ", num_kv_heads);
-  if (head_dim <= 0) return invalid("head_dim must be > 0, got ", head_dim);
+  if (num_q_heads <= 0 || num_q_heads > kMaxHeads) {
+    return invalid("num_q_heads must be in [1, ", kMaxHeads, "], got ", num_q_heads);
+  }
+  if (num_kv_heads <= 0 || num_kv_heads > kMaxHeads) {
+    return invalid("num_kv_heads must be in [1, ", kMaxHeads, "], got ", num_kv_heads);
+  }
+  if (head_dim <= 0 || head_dim > kMaxHeadDim) {
+    return invalid("head_dim must be in [1, ", kMaxHeadDim, "], got ", head_dim);
+  }
   if (num_q_heads % num_kv_heads != 0) {
     return invalid("num_kv_heads (", num_kv_heads, ") must divide num_q_heads (", num_q_heads, ")");
   }
@@ -347,6 +385,9 @@ absl::Status ModelSpec::Validate() const {
     return invalid("kv_dtype has unknown value ", static_cast<int>(kv_dtype));
   }
   if (layers.empty()) return invalid("needs at least one layer, got 0");
+  if (layers.size() > static_cast<size_t>(kMaxLayers)) {
+    return invalid("has ", layers.size(), " layers, more than the limit of ", kMaxLayers);
+  }
   if (max_context_tokens < 0) {
     return invalid("max_context_tokens must be >= 0 (0 = unknown), got ", max_context_tokens);
   }

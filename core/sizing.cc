@@ -16,7 +16,7 @@ namespace {
 
 // Bounds that keep every product below 2^64 for any shape that passes ModelSpec::Validate():
 // products are still checked, these only make the messages friendlier.
-constexpr int64_t kMaxContextTokens = int64_t{1} << 40;
+constexpr int64_t kMaxContextTokens = kMaxSizingContextTokens;
 
 absl::StatusOr<uint64_t> CheckedMul(uint64_t a, uint64_t b, std::string_view what) {
   unsigned __int128 product = static_cast<unsigned __int128>(a) * b;

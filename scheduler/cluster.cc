@@ -4,6 +4,7 @@
 #include "pagedkv/scheduler/cluster.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -34,8 +35,9 @@ class Router {
  public:
   Router(const ClusterConfig& config) : config_(config) {}
 
-  size_t Route(const std::vector<std::unique_ptr<Replica>>& replicas,
-               absl::Span<const TokenId> prompt) {
+  // `request`'s prompt is made (PromptTokenIds at `block_size`) only for prefix-aware routing.
+  size_t Route(const std::vector<std::unique_ptr<Replica>>& replicas, const Request& request,
+               int32_t block_size) {
     const size_t n = replicas.size();
     if (n == 1) return 0;
     switch (config_.router) {
@@ -52,6 +54,7 @@ class Router {
                          static_cast<double>(config_.prefix_balance_slack);
     size_t best = LeastLoaded(replicas);
     int32_t best_cached = 0;
+    const std::vector<TokenId> prompt = PromptTokenIds(request, block_size);
     for (size_t i = 0; i < n; ++i) {
       const int64_t load = replicas[i]->outstanding();
       if (static_cast<double>(load) > bound) continue;
@@ -188,20 +191,44 @@ std::vector<std::string> RouterKindNames() {
   return names;
 }
 
-absl::StatusOr<PolicyRunResult> SimulateCluster(const Workload& workload,
-                                                const ClusterConfig& config) {
+absl::Status CheckSimulation(const Workload& workload, const ClusterConfig& config) {
   const SimulatorConfig& rc = config.replica;
+  // A NaN or unsorted arrival would stall the driver loop; lengths beyond the limits would cost
+  // memory before being rejected.
+  PAGEDKV_RETURN_IF_ERROR(workload.Validate());
   if (config.num_replicas < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("cluster: num_replicas must be >= 1, got ", config.num_replicas));
   }
-  const bool remote_on = config.remote.capacity_bytes > 0;
-  if (remote_on && !(config.remote.bandwidth_bytes_per_s > 0 && config.remote.latency_s >= 0)) {
+  if (!(config.prefix_balance_factor >= 1) || !std::isfinite(config.prefix_balance_factor) ||
+      config.prefix_balance_slack < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cluster: prefix_balance_factor must be a finite number >= 1 and prefix_balance_slack >= "
+        "0, got ",
+        config.prefix_balance_factor, " and ", config.prefix_balance_slack));
+  }
+  if (config.remote.capacity_bytes > 0 &&
+      !(config.remote.bandwidth_bytes_per_s > 0 && config.remote.latency_s >= 0 &&
+        std::isfinite(config.remote.bandwidth_bytes_per_s) &&
+        std::isfinite(config.remote.latency_s))) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cluster: the remote tier needs a bandwidth > 0 and a latency >= 0, got ",
         config.remote.bandwidth_bytes_per_s, " bytes/s and ", config.remote.latency_s, " s"));
   }
   PAGEDKV_RETURN_IF_ERROR(rc.scheduler.Validate());
+  PAGEDKV_ASSIGN_OR_RETURN(SimulatorSizing sizing, ComputeSizing(workload, rc));
+  // One replica's policy, built and dropped: its config errors (a watermark out of range, a
+  // block larger than the KV capacity) surface here rather than after earlier runs.
+  Replica::Shared shared{&workload, nullptr, nullptr, config.remote};
+  PAGEDKV_ASSIGN_OR_RETURN(std::unique_ptr<Replica> probe, Replica::Create(0, rc, sizing, shared));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PolicyRunResult> SimulateCluster(const Workload& workload,
+                                                const ClusterConfig& config) {
+  const SimulatorConfig& rc = config.replica;
+  PAGEDKV_RETURN_IF_ERROR(CheckSimulation(workload, config));
+  const bool remote_on = config.remote.capacity_bytes > 0;
   PAGEDKV_ASSIGN_OR_RETURN(SimulatorSizing sizing, ComputeSizing(workload, rc));
 
   PolicyRunResult result;
@@ -235,7 +262,12 @@ absl::StatusOr<PolicyRunResult> SimulateCluster(const Workload& workload,
   const bool cluster = config.num_replicas > 1;
   size_t next = 0;
   int64_t last_progress = 0;
+  uint64_t iterations = 0;
   while (true) {
+    if (rc.cancel && ++iterations % 256 == 0 && rc.cancel()) {
+      return absl::CancelledError(
+          absl::StrCat("simulation cancelled after ", next, " of ", n, " requests were routed"));
+    }
     // The replica to step: the earliest clock among those with work (blocked ones wait for an
     // arrival while any remains).
     Replica* earliest = nullptr;
@@ -245,9 +277,8 @@ absl::StatusOr<PolicyRunResult> SimulateCluster(const Workload& workload,
     }
     if (next < n &&
         (earliest == nullptr || workload.requests[next].arrival_time_s <= earliest->now())) {
-      std::vector<TokenId> prompt = PromptTokenIds(workload.requests[next], rc.block_size_tokens);
-      const size_t target = router.Route(replicas, prompt);
-      PAGEDKV_RETURN_IF_ERROR(replicas[target]->Enqueue(next, std::move(prompt)));
+      const size_t target = router.Route(replicas, workload.requests[next], rc.block_size_tokens);
+      PAGEDKV_RETURN_IF_ERROR(replicas[target]->Enqueue(next));
       ++next;
       continue;
     }

@@ -77,7 +77,25 @@ void SummarizeRequests(absl::Span<const RequestRecord> records, PolicySummary& s
   for (const RequestRecord& r : records) {
     first_arrival = std::min(first_arrival, r.arrival_s);
     if (r.rejected) ++s.requests_rejected;
-    if (r.rejected_too_long) ++s.requests_rejected_too_long;
+    if (r.rejected) {
+      switch (r.reject_cause) {
+        case RejectCause::kTooLong:
+          ++s.requests_rejected_too_long;
+          break;
+        case RejectCause::kMemory:
+          ++s.requests_rejected_memory;
+          break;
+        case RejectCause::kWatermark:
+          ++s.requests_rejected_watermark;
+          break;
+        case RejectCause::kTokenBudget:
+          ++s.requests_rejected_token_budget;
+          break;
+        case RejectCause::kMaxNumSeqs:
+          ++s.requests_rejected_max_num_seqs;
+          break;
+      }
+    }
     if (r.prefix_cached_tokens >= 0) {
       admitted_prompt_tokens += r.prompt_tokens;
       first_hit_tokens += r.prefix_cached_tokens;
@@ -121,6 +139,10 @@ Json SummaryObject(const PolicySummary& s) {
   j["requests_completed"] = s.requests_completed;
   j["requests_rejected"] = s.requests_rejected;
   j["requests_rejected_too_long"] = s.requests_rejected_too_long;
+  j["requests_rejected_memory"] = s.requests_rejected_memory;
+  j["requests_rejected_watermark"] = s.requests_rejected_watermark;
+  j["requests_rejected_token_budget"] = s.requests_rejected_token_budget;
+  j["requests_rejected_max_num_seqs"] = s.requests_rejected_max_num_seqs;
   j["makespan_s"] = s.makespan_s;
   j["throughput_requests_per_s"] = s.throughput_requests_per_s;
   j["throughput_tokens_per_s"] = s.throughput_tokens_per_s;
@@ -219,7 +241,10 @@ absl::Status WriteSimulationOutputs(const std::string& dir, const SimulationInfo
     std::ofstream f;
     if (absl::Status st = open("summary.json", f); !st.ok()) return st;
     f << SummaryJson(info, results);
-    if (!f) return absl::InternalError("write of summary.json failed");
+    f.close();  // a full disk shows only when the buffer is flushed
+    if (!f)
+      return absl::InternalError(absl::StrCat(
+          "write of ", (std::filesystem::path(dir) / "summary.json").string(), " failed"));
   }
   {
     std::ofstream f;
@@ -239,7 +264,10 @@ absl::Status WriteSimulationOutputs(const std::string& dir, const SimulationInfo
           << ',' << t.preemptions_total << '\n';
       }
     }
-    if (!f) return absl::InternalError("write of timeline.csv failed");
+    f.close();  // a full disk shows only when the buffer is flushed
+    if (!f)
+      return absl::InternalError(absl::StrCat(
+          "write of ", (std::filesystem::path(dir) / "timeline.csv").string(), " failed"));
   }
   {
     std::ofstream f;
@@ -257,7 +285,10 @@ absl::Status WriteSimulationOutputs(const std::string& dir, const SimulationInfo
           << q.prefix_cached_tokens << '\n';
       }
     }
-    if (!f) return absl::InternalError("write of requests.csv failed");
+    f.close();  // a full disk shows only when the buffer is flushed
+    if (!f)
+      return absl::InternalError(absl::StrCat(
+          "write of ", (std::filesystem::path(dir) / "requests.csv").string(), " failed"));
   }
   return absl::OkStatus();
 }

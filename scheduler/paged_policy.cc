@@ -1,7 +1,7 @@
 // The paged policy: a BlockManager whose GPU pool lives on PolicyConfig::gpu_tier: kVirtual
 // (metadata only, the default) so the simulator can model an 80 GB GPU anywhere, or real memory
-// for an engine that computes K/V in the pool (python/pagedkv/engine). Pages are shared by forks, beams and prefix-cache
-// hits; swap uses a host tier when the config gives it swap space.
+// for an engine that computes K/V in the pool (python/pagedkv/engine). Pages are shared by forks,
+// beams and prefix-cache hits; swap uses a host tier when the config gives it swap space.
 #include <algorithm>
 #include <memory>
 #include <utility>
@@ -75,6 +75,9 @@ class PagedPolicy final : public KvCachePolicy {
     const AdmitInfo info = bm_->CanAdmit(tokens);
     check.fits = info.can_admit;
     check.cached_tokens = info.num_cached_tokens;
+    // With nothing else holding pages (when the scheduler asks), a prompt that fits the pool but
+    // not above the watermark is refused by the watermark alone.
+    check.watermark_limited = !info.can_admit && info.num_new_blocks <= num_blocks_;
     return check;
   }
 

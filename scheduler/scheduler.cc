@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "internal/scheduler_state.h"
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/check.h"
 #include "pagedkv/core/status.h"
@@ -23,6 +24,22 @@ absl::StatusOr<PreemptionMode> ParsePreemptionMode(std::string_view name) {
       absl::StrCat("unknown preemption mode '", AbslView(name), "'; use recompute or swap"));
 }
 
+std::string_view RejectCauseName(RejectCause cause) {
+  switch (cause) {
+    case RejectCause::kTooLong:
+      return "too_long";
+    case RejectCause::kMemory:
+      return "memory";
+    case RejectCause::kWatermark:
+      return "watermark";
+    case RejectCause::kTokenBudget:
+      return "token_budget";
+    case RejectCause::kMaxNumSeqs:
+      return "max_num_seqs";
+  }
+  return "unknown";
+}
+
 absl::Status SchedulerConfig::Validate() const {
   if (max_num_seqs < 1) {
     return absl::InvalidArgumentError(
@@ -35,42 +52,6 @@ absl::Status SchedulerConfig::Validate() const {
   return absl::OkStatus();
 }
 
-// A sequence's tokens are prompt + generated. Slots exist in the policy for the first num_stored
-// of them; the first num_computed have K/V written (reported to the policy with MarkComputed after
-// each step). Decoding: num_stored == num_computed == tokens.size() - 1 before the step appends
-// the newest token's slot. Prefill: num_computed < the group's prefill_target; num_stored is the
-// target, or (policies that allocate a prefill by chunk) the end of the chunks given slots so far.
-struct Scheduler::Seq {
-  SeqId id = 0;
-  std::vector<TokenId> tokens;
-  int32_t num_computed = 0;
-  int32_t num_stored = 0;
-  bool live = false;  // known to the policy (admitted or forked)
-};
-
-struct Scheduler::Group {
-  enum class State : uint8_t { kWaiting, kRunning, kSwapped, kFinished };
-  uint64_t request_id = 0;
-  uint64_t arrival = 0;  // FCFS rank
-  int32_t prompt_len = 0;
-  int32_t max_output = 1;
-  int32_t num_samples = 1;
-  int32_t beam_width = 1;
-  std::vector<Seq> seqs;      // width of them; seqs[k].id == seqs[0].id + k
-  int32_t num_generated = 0;  // per live sequence
-  bool forked = false;        // seqs[1..] are live
-  bool first_token_done = false;
-  int32_t num_preemptions = 0;
-  // Tokens the current admission's prefill computes: the prompt, plus the generated tokens after
-  // a recompute preemption (seqs[0].tokens.size() when admitted).
-  int32_t prefill_target = 0;
-  State state = State::kWaiting;
-
-  int32_t num_live() const { return forked ? static_cast<int32_t>(seqs.size()) : 1; }
-  // Prefill: the admitted tokens are not all computed yet.
-  bool in_prefill() const { return !forked && seqs[0].num_computed < prefill_target; }
-};
-
 Scheduler::Scheduler(SchedulerConfig config, KvCachePolicy* policy)
     : config_(config), policy_(policy) {
   PAGEDKV_CHECK(policy != nullptr);
@@ -82,13 +63,26 @@ Scheduler::~Scheduler() = default;
 int32_t Scheduler::Width(const Group& g) const { return std::max(g.num_samples, g.beam_width); }
 
 absl::Status Scheduler::AddRequest(SchedulerRequest request) {
-  if (request.prompt.empty() || request.max_output_tokens < 1 || request.num_samples < 1 ||
+  const bool lazy = request.prompt.empty() && request.prompt_source != nullptr;
+  const int64_t prompt_len =
+      lazy ? request.prompt_len : static_cast<int64_t>(request.prompt.size());
+  if (prompt_len < 1 || request.max_output_tokens < 1 || request.num_samples < 1 ||
       request.beam_width < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("request ", request.request_id, ": need a prompt (got ", request.prompt.size(),
+        absl::StrCat("request ", request.request_id, ": need a prompt (got ", prompt_len,
                      " tokens), max_output_tokens >= 1 (got ", request.max_output_tokens,
                      "), num_samples >= 1 (got ", request.num_samples,
                      ") and beam_width >= 1 (got ", request.beam_width, ")"));
+  }
+  if (prompt_len > kMaxPromptTokens) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", request.request_id, ": prompt of ",
+                                                   prompt_len, " tokens exceeds the limit of ",
+                                                   kMaxPromptTokens, " tokens"));
+  }
+  if (request.num_samples > kMaxGroupWidth || request.beam_width > kMaxGroupWidth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request ", request.request_id, ": num_samples ", request.num_samples,
+                     " and beam_width ", request.beam_width, " must be at most ", kMaxGroupWidth));
   }
   if (request.num_samples > 1 && request.beam_width > 1) {
     return absl::InvalidArgumentError(absl::StrCat("request ", request.request_id,
@@ -102,7 +96,7 @@ absl::Status Scheduler::AddRequest(SchedulerRequest request) {
   auto g = std::make_unique<Group>();
   g->request_id = request.request_id;
   g->arrival = next_arrival_++;
-  g->prompt_len = static_cast<int32_t>(request.prompt.size());
+  g->prompt_len = static_cast<int32_t>(prompt_len);
   g->max_output = request.max_output_tokens;
   g->num_samples = request.num_samples;
   g->beam_width = request.beam_width;
@@ -110,17 +104,46 @@ absl::Status Scheduler::AddRequest(SchedulerRequest request) {
   g->seqs.resize(static_cast<size_t>(width));
   for (int32_t k = 0; k < width; ++k) g->seqs[k].id = next_seq_id_ + static_cast<uint64_t>(k);
   next_seq_id_ += static_cast<uint64_t>(width);
-  g->seqs[0].tokens = std::move(request.prompt);
+  if (lazy) {
+    g->prompt_materialized = false;
+    g->prompt_source = std::move(request.prompt_source);
+  } else {
+    g->seqs[0].tokens = std::move(request.prompt);
+  }
   waiting_.push_back(g.get());
   groups_.emplace(request.request_id, std::move(g));
   return absl::OkStatus();
+}
+
+absl::Status Scheduler::EnsurePrompt(Group* g) {
+  if (g->prompt_materialized) return absl::OkStatus();
+  std::vector<TokenId> prompt = g->prompt_source();
+  if (static_cast<int64_t>(prompt.size()) != g->prompt_len) {
+    return absl::InternalError(absl::StrCat("request ", g->request_id, ": prompt_source returned ",
+                                            prompt.size(), " tokens, prompt_len is ",
+                                            g->prompt_len));
+  }
+  g->seqs[0].tokens = std::move(prompt);
+  g->prompt_source = nullptr;
+  g->prompt_materialized = true;
+  return absl::OkStatus();
+}
+
+void Scheduler::RejectHead(SchedulerOutput& out, RejectCause cause) {
+  Group* g = waiting_.front();
+  waiting_.pop_front();
+  g->state = Group::State::kFinished;
+  out.rejected_requests.push_back(g->request_id);
+  out.rejection_causes.push_back(cause);
+  for (Seq& seq : g->seqs) std::vector<TokenId>().swap(seq.tokens);
+  g->prompt_source = nullptr;
 }
 
 AdmitRequest Scheduler::MakeAdmitRequest(const Group& g) const {
   AdmitRequest r;
   r.prompt_tokens = g.prompt_len;
   r.output_tokens = g.max_output;
-  r.stored_tokens = static_cast<int32_t>(g.seqs[0].tokens.size());
+  r.stored_tokens = g.stored_len();
   r.num_seqs = Width(g);
   r.max_chunk_tokens = config_.enable_chunked_prefill ? config_.max_num_batched_tokens : 0;
   return r;
@@ -335,9 +358,23 @@ absl::Status Scheduler::ScheduleWaiting(SchedulerOutput& out, int32_t& budget) {
     Group* g = waiting_.front();
     const int32_t width = Width(*g);
     if (running_seqs_ + width > config_.max_num_seqs && width <= config_.max_num_seqs) break;
+    // A group decodes all its sequences in one step, within both limits.
+    if (width > config_.max_num_seqs) {
+      RejectHead(out, RejectCause::kMaxNumSeqs);
+      continue;
+    }
+    if (width > config_.max_num_batched_tokens) {
+      RejectHead(out, RejectCause::kTokenBudget);
+      continue;
+    }
+    PAGEDKV_RETURN_IF_ERROR(EnsurePrompt(g));
     Seq& s = g->seqs[0];
     const AdmitRequest req = MakeAdmitRequest(*g);
     AdmitCheck check = policy_->CanAdmit(req, s.tokens);
+    if (!check.ever_fits) {
+      RejectHead(out, check.too_long ? RejectCause::kTooLong : RejectCause::kMemory);
+      continue;
+    }
     const int32_t stored = req.stored_tokens;
     // At least the last token is computed: its logits give the next token.
     const int32_t hint_cached = std::min(check.cached_tokens, stored - 1);
@@ -347,19 +384,18 @@ absl::Status Scheduler::ScheduleWaiting(SchedulerOutput& out, int32_t& budget) {
     if (config_.enable_chunked_prefill && policy_->AllocatesPrefillByChunk() &&
         hint_cached + budget < stored) {
       admit_len = hint_cached + budget;
-      check.fits = policy_->CanAdmit(req, absl::MakeConstSpan(s.tokens).first(admit_len)).fits;
+      const AdmitCheck first =
+          policy_->CanAdmit(req, absl::MakeConstSpan(s.tokens).first(admit_len));
+      check.fits = first.fits;
+      check.watermark_limited = first.watermark_limited;
     }
-    const bool too_long_unchunked =
-        !config_.enable_chunked_prefill && stored - hint_cached > config_.max_num_batched_tokens;
+    if (!config_.enable_chunked_prefill && stored - hint_cached > config_.max_num_batched_tokens) {
+      RejectHead(out, RejectCause::kTokenBudget);
+      continue;
+    }
     // With no running or swapped request holding memory, what does not fit now never will.
-    const bool never_fits = !check.fits && running_.empty() && swapped_.empty();
-    // A group decodes all its sequences in one step, within both limits.
-    const bool too_wide = width > config_.max_num_seqs || width > config_.max_num_batched_tokens;
-    if (!check.ever_fits || too_long_unchunked || never_fits || too_wide) {
-      waiting_.pop_front();
-      g->state = Group::State::kFinished;
-      out.rejected_requests.push_back(g->request_id);
-      for (Seq& seq : g->seqs) std::vector<TokenId>().swap(seq.tokens);
+    if (!check.fits && running_.empty() && swapped_.empty()) {
+      RejectHead(out, check.watermark_limited ? RejectCause::kWatermark : RejectCause::kMemory);
       continue;
     }
     if (!config_.enable_chunked_prefill && stored - hint_cached > budget) break;
@@ -414,168 +450,13 @@ absl::StatusOr<SchedulerOutput> Scheduler::Step() {
   out.swap_bytes = (now.swap_out_bytes - last_counters_.swap_out_bytes) +
                    (now.swap_in_bytes - last_counters_.swap_in_bytes);
   last_counters_ = now;
+  issued_.clear();
+  for (const ScheduledSeq& e : out.scheduled) {
+    issued_.push_back({e.seq_id, e.num_query_tokens, e.num_samples});
+  }
+  issued_completed_ = false;
   PAGEDKV_DCHECK_OK_EXPENSIVE(CheckInvariants());
   return out;
-}
-
-absl::StatusOr<StepCompletion> Scheduler::CompleteStep(const SchedulerOutput& out,
-                                                       const StepSamples& samples) {
-  size_t expected = 0;
-  for (const ScheduledSeq& e : out.scheduled) expected += static_cast<size_t>(e.num_samples);
-  if (samples.tokens.size() != expected) {
-    return absl::InvalidArgumentError(absl::StrCat("step ", out.step, ": expected ", expected,
-                                                   " sampled tokens, got ", samples.tokens.size()));
-  }
-  StepCompletion done;
-  size_t tok = 0;
-  const auto& sched = out.scheduled;
-  for (size_t i = 0; i < sched.size();) {
-    size_t j = i;
-    while (j < sched.size() && sched[j].request_id == sched[i].request_id) ++j;
-    auto git = groups_.find(sched[i].request_id);
-    if (git == groups_.end() || git->second->state != Group::State::kRunning) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("step ", out.step, ": request ", sched[i].request_id, " is not running"));
-    }
-    Group* g = git->second.get();
-    bool sampled = false;
-    if (sched[i].is_prefill) {
-      const ScheduledSeq& e = sched[i];
-      Seq& s0 = g->seqs[0];
-      s0.num_computed += e.num_query_tokens;
-      // The forward pass wrote the chunk's K/V: its full pages may serve later prompts.
-      PAGEDKV_RETURN_IF_ERROR(policy_->MarkComputed(s0.id, s0.num_computed));
-      if (e.num_samples > 0) {
-        sampled = true;
-        if (e.num_samples > 1) {
-          // The prompt is done: fork the other samples / beams; they share its pages.
-          for (size_t k = 1; k < g->seqs.size(); ++k) {
-            PAGEDKV_RETURN_IF_ERROR(policy_->Fork(s0.id, g->seqs[k].id));
-            Seq& c = g->seqs[k];
-            c.tokens = s0.tokens;
-            c.num_computed = s0.num_computed;
-            c.num_stored = s0.num_stored;
-            c.live = true;
-          }
-          g->forked = true;
-        }
-        for (int32_t k = 0; k < e.num_samples; ++k)
-          g->seqs[k].tokens.push_back(samples.tokens[tok++]);
-        done.tokens_generated += e.num_samples;
-        if (!g->first_token_done) {
-          g->first_token_done = true;
-          done.first_token_requests.push_back(g->request_id);
-        }
-      }
-    } else {
-      sampled = true;
-      const size_t n = j - i;
-      const BeamChoice* choice = nullptr;
-      if (g->beam_width > 1) {
-        for (const BeamChoice& b : samples.beams) {
-          if (b.request_id == g->request_id) choice = &b;
-        }
-      }
-      if (choice != nullptr) {
-        if (choice->parent_index.size() != n || n != g->seqs.size()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("request ", g->request_id, ": beam choice has ",
-                           choice->parent_index.size(), " parents for ", n, " decoding beams"));
-        }
-        std::vector<SeqId> ids;
-        for (const Seq& s : g->seqs) ids.push_back(s.id);
-        PAGEDKV_RETURN_IF_ERROR(policy_->ReorderBeams(ids, choice->parent_index));
-        std::vector<std::vector<TokenId>> old(n);
-        for (size_t k = 0; k < n; ++k) old[k] = g->seqs[k].tokens;
-        for (size_t k = 0; k < n; ++k) g->seqs[k].tokens = old[choice->parent_index[k]];
-      }
-      for (size_t k = i; k < j; ++k) {
-        Seq& s = g->seqs[sched[k].seq_id - g->seqs[0].id];
-        s.num_computed += 1;
-        PAGEDKV_RETURN_IF_ERROR(policy_->MarkComputed(s.id, s.num_computed));
-        s.tokens.push_back(samples.tokens[tok++]);
-      }
-      done.tokens_generated += static_cast<int64_t>(n);
-    }
-    if (sampled && ++g->num_generated >= g->max_output) {
-      PAGEDKV_RETURN_IF_ERROR(FreeGroup(g));
-      RemoveRunning(g);
-      g->state = Group::State::kFinished;
-      for (Seq& s : g->seqs) std::vector<TokenId>().swap(s.tokens);
-      done.finished_requests.push_back(g->request_id);
-      finished_since_step_.push_back(g->request_id);
-    }
-    i = j;
-  }
-  return done;
-}
-
-int32_t Scheduler::NumPreemptions(uint64_t request_id) const {
-  auto it = groups_.find(request_id);
-  return it == groups_.end() ? 0 : it->second->num_preemptions;
-}
-
-absl::StatusOr<std::vector<TokenId>> Scheduler::SequenceTokens(SeqId seq) const {
-  for (const auto& [id, g] : groups_) {
-    if (g->state == Group::State::kFinished || seq < g->seqs[0].id ||
-        seq >= g->seqs[0].id + g->seqs.size()) {
-      continue;
-    }
-    return g->seqs[seq - g->seqs[0].id].tokens;
-  }
-  return absl::NotFoundError(absl::StrCat("sequence ", seq, " is not live"));
-}
-
-absl::StatusOr<std::vector<SeqId>> Scheduler::RequestSeqIds(uint64_t request_id) const {
-  auto it = groups_.find(request_id);
-  if (it == groups_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown request ", request_id));
-  }
-  std::vector<SeqId> ids;
-  for (const Seq& s : it->second->seqs) ids.push_back(s.id);
-  return ids;
-}
-
-absl::Status Scheduler::CheckInvariants() const {
-  int32_t width = 0;
-  for (size_t i = 0; i < running_.size(); ++i) {
-    const Group* g = running_[i];
-    if (g->state != Group::State::kRunning) {
-      return absl::InternalError(absl::StrCat("request ", g->request_id, " in running queue"));
-    }
-    if (i > 0 && running_[i - 1]->arrival >= g->arrival) {
-      return absl::InternalError("running queue not sorted by arrival");
-    }
-    width += Width(*g);
-    for (int32_t k = 0; k < g->num_live(); ++k) {
-      const Seq& s = g->seqs[k];
-      if (s.num_computed > s.num_stored || s.num_stored > static_cast<int32_t>(s.tokens.size())) {
-        return absl::InternalError(absl::StrCat("sequence ", s.id, ": computed ", s.num_computed,
-                                                " stored ", s.num_stored, " tokens ",
-                                                s.tokens.size()));
-      }
-      if (g->forked && static_cast<int32_t>(s.tokens.size()) != g->prompt_len + g->num_generated) {
-        return absl::InternalError(absl::StrCat("sequence ", s.id, " has ", s.tokens.size(),
-                                                " tokens; expected prompt ", g->prompt_len,
-                                                " + generated ", g->num_generated));
-      }
-    }
-  }
-  if (width != running_seqs_) {
-    return absl::InternalError(
-        absl::StrCat("running width ", width, " != counter ", running_seqs_));
-  }
-  if (running_seqs_ > config_.max_num_seqs) {
-    return absl::InternalError(
-        absl::StrCat("running width ", running_seqs_, " > max_num_seqs ", config_.max_num_seqs));
-  }
-  for (const Group* g : waiting_) {
-    if (g->state != Group::State::kWaiting) return absl::InternalError("bad waiting state");
-  }
-  for (const Group* g : swapped_) {
-    if (g->state != Group::State::kSwapped) return absl::InternalError("bad swapped state");
-  }
-  return policy_->CheckInvariants();
 }
 
 }  // namespace pagedkv

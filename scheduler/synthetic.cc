@@ -1,6 +1,7 @@
 #include "pagedkv/scheduler/synthetic.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 #include "absl/strings/ascii.h"
@@ -13,6 +14,7 @@
 #include "internal/w_workload_util.h"
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/check.h"
+#include "pagedkv/core/input_limits.h"
 #include "pagedkv/core/status.h"
 #include "pagedkv/scheduler/trace.h"
 
@@ -25,7 +27,15 @@ constexpr char kSpecGrammar[] =
     "fixed:<t> | uniform:<lo>:<hi>[:<max>] | lognormal:<mean>:<sigma>[:<max>] | "
     "empirical:<trace>";
 
-std::string FormatNumber(double v) { return absl::StrFormat("%g", v); }
+// The shortest text that parses back to exactly `v` (ToString must round-trip).
+std::string FormatNumber(double v) {
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : absl::StrFormat("%.17g", v);
+}
+
+// Token counts are whole numbers: never in exponent notation, which the count parser refuses.
+std::string FormatCount(double v) { return absl::StrCat(static_cast<int64_t>(std::llround(v))); }
 
 absl::Status BadSpec(std::string_view what) {
   return absl::InvalidArgumentError(
@@ -48,8 +58,8 @@ int32_t RoundClamp(double v, int32_t max_tokens) {
 
 int32_t Sample(const LengthDistribution& d, internal::Rng& rng) {
   switch (d.kind) {
-    case LengthDistribution::Kind::kFixed:
-      return RoundClamp(d.a, d.max_tokens);
+    case LengthDistribution::Kind::kFixed:  // the value as given (no cap: it is not sampled)
+      return RoundClamp(d.a, static_cast<int32_t>(kMaxRequestTokens));
     case LengthDistribution::Kind::kUniform: {
       const int64_t lo = static_cast<int64_t>(d.a), hi = static_cast<int64_t>(d.b);
       return RoundClamp(static_cast<double>(lo + static_cast<int64_t>(rng.Below(hi - lo + 1))),
@@ -60,11 +70,30 @@ int32_t Sample(const LengthDistribution& d, internal::Rng& rng) {
       const double mu = std::log(d.a) - 0.5 * d.b * d.b;
       return RoundClamp(std::exp(mu + d.b * rng.Normal()), d.max_tokens);
     }
-    case LengthDistribution::Kind::kEmpirical:
+    case LengthDistribution::Kind::kEmpirical:  // the trace's lengths as they are
       PAGEDKV_DCHECK(!d.values.empty());
-      return RoundClamp(d.values[rng.Below(d.values.size())], d.max_tokens);
+      return RoundClamp(d.values[rng.Below(d.values.size())],
+                        static_cast<int32_t>(kMaxRequestTokens));
   }
   return 1;
+}
+
+// The largest value Sample() can return for `d` (after FillEmpirical).
+int64_t MaxLength(const LengthDistribution& d) {
+  switch (d.kind) {
+    case LengthDistribution::Kind::kFixed:
+      return std::clamp<int64_t>(std::llround(std::min(d.a, 1e18)), 1, kMaxRequestTokens);
+    case LengthDistribution::Kind::kUniform:
+      return std::clamp<int64_t>(static_cast<int64_t>(std::min(d.b, 1e18)), 1, d.max_tokens);
+    case LengthDistribution::Kind::kLognormal:
+      return d.max_tokens;
+    case LengthDistribution::Kind::kEmpirical: {
+      int64_t most = 1;
+      for (int32_t v : d.values) most = std::max<int64_t>(most, v);
+      return std::min<int64_t>(most, kMaxRequestTokens);
+    }
+  }
+  return d.max_tokens;
 }
 
 absl::Status FillEmpirical(LengthDistribution* d, bool prompt_lengths,
@@ -96,9 +125,9 @@ std::string LengthDistribution::ToString() const {
   std::string cap = max_tokens == (1 << 20) ? "" : absl::StrCat(":", max_tokens);
   switch (kind) {
     case Kind::kFixed:
-      return absl::StrCat("fixed:", FormatNumber(a));
+      return absl::StrCat("fixed:", FormatCount(a));
     case Kind::kUniform:
-      return absl::StrCat("uniform:", FormatNumber(a), ":", FormatNumber(b), cap);
+      return absl::StrCat("uniform:", FormatCount(a), ":", FormatCount(b), cap);
     case Kind::kLognormal:
       return absl::StrCat("lognormal:", FormatNumber(a), ":", FormatNumber(b), cap);
     case Kind::kEmpirical:
@@ -111,40 +140,47 @@ absl::StatusOr<LengthDistribution> ParseLengthDistribution(std::string_view text
   std::vector<std::string> parts = absl::StrSplit(AbslView(text), ':');
   LengthDistribution d;
   auto bad = [&](std::string_view why) {
-    return BadSpec(absl::StrCat("length distribution '", AbslView(text), "': ", AbslView(why)));
+    return BadSpec(absl::StrCat("length distribution '", Excerpt(text, 60), "': ", AbslView(why)));
   };
   const std::string kind = absl::AsciiStrToLower(parts[0]);
   int64_t count;
-  if (parts.size() == 1 && ParseCount(parts[0], 1, INT32_MAX, &count)) {
+  if (parts.size() == 1 && ParseCount(parts[0], 1, kMaxRequestTokens, &count)) {
     d.a = static_cast<double>(count);
     return d;
   }
   auto parse_cap = [&](size_t index) -> bool {
     if (parts.size() <= index) return true;
     int64_t cap;
-    if (!ParseCount(parts[index], 1, INT32_MAX, &cap)) return false;
+    if (!ParseCount(parts[index], 1, kMaxRequestTokens, &cap)) return false;
     d.max_tokens = static_cast<int32_t>(cap);
     return true;
   };
   if (kind == "fixed") {
-    if (parts.size() != 2 || !ParseCount(parts[1], 1, INT32_MAX, &count)) {
-      return bad("expected fixed:<tokens >= 1>");
+    if (parts.size() != 2 || !ParseCount(parts[1], 1, kMaxRequestTokens, &count)) {
+      return bad(absl::StrCat("expected fixed:<tokens in [1, ", kMaxRequestTokens, "]>"));
     }
     d.a = static_cast<double>(count);
   } else if (kind == "uniform") {
     int64_t lo, hi;
-    if (parts.size() < 3 || parts.size() > 4 || !ParseCount(parts[1], 1, INT32_MAX, &lo) ||
-        !ParseCount(parts[2], lo, INT32_MAX, &hi) || !parse_cap(3)) {
-      return bad("expected uniform:<lo >= 1>:<hi >= lo>[:<max>]");
+    if (parts.size() < 3 || parts.size() > 4 || !ParseCount(parts[1], 1, kMaxRequestTokens, &lo) ||
+        !ParseCount(parts[2], lo, kMaxRequestTokens, &hi) || !parse_cap(3)) {
+      return bad(absl::StrCat("expected uniform:<lo >= 1>:<hi >= lo>[:<max>], at most ",
+                              kMaxRequestTokens, " tokens"));
     }
     d.kind = LengthDistribution::Kind::kUniform;
     d.a = static_cast<double>(lo);
     d.b = static_cast<double>(hi);
+    // Without an explicit cap every value up to hi is drawn (the default cap would silently cut
+    // a wider range).
+    if (parts.size() == 3) d.max_tokens = std::max<int32_t>(d.max_tokens, static_cast<int32_t>(hi));
   } else if (kind == "lognormal") {
     d.kind = LengthDistribution::Kind::kLognormal;
     if (parts.size() < 3 || parts.size() > 4 || !ParsePositive(parts[1], &d.a) ||
         !internal::ParseDouble(parts[2], &d.b) || !(d.b >= 0) || d.b > 5 || !parse_cap(3)) {
-      return bad("expected lognormal:<mean tokens > 0>:<sigma in [0, 5]>[:<max>]");
+      return bad(
+          absl::StrCat("expected lognormal:<mean tokens > 0>:<sigma in [0, 5]>[:<max>], "
+                       "a max of at most ",
+                       kMaxRequestTokens, " tokens"));
     }
   } else if (kind == "empirical") {
     if (parts.size() < 2 || parts[1].empty()) {
@@ -182,7 +218,7 @@ absl::StatusOr<SyntheticSpec> ParseSyntheticSpec(std::string_view text) {
   if (absl::StartsWith(AbslView(body), "synthetic")) {
     body.remove_prefix(9);
     if (!body.empty()) {
-      if (body.front() != ':') return BadSpec(absl::StrCat("'", AbslView(text), "'"));
+      if (body.front() != ':') return BadSpec(absl::StrCat("'", Excerpt(text, 60), "'"));
       body.remove_prefix(1);
     }
   }
@@ -191,17 +227,20 @@ absl::StatusOr<SyntheticSpec> ParseSyntheticSpec(std::string_view text) {
   for (absl::string_view item : absl::StrSplit(AbslView(body), ',')) {
     const size_t eq = item.find('=');
     if (eq == absl::string_view::npos) {
-      return BadSpec(absl::StrCat("item '", item, "' is not key=value"));
+      return BadSpec(absl::StrCat("item '", Excerpt(StdView(item), 60), "' is not key=value"));
     }
     const std::string key = absl::AsciiStrToLower(item.substr(0, eq));
     const std::string_view value = StdView(item.substr(eq + 1));
     auto bad_value = [&](std::string_view expected) {
-      return BadSpec(absl::StrCat("bad value '", AbslView(value), "' for ", key, ": expected ",
-                                  AbslView(expected)));
+      return BadSpec(absl::StrCat("bad value '", Excerpt(value, 60), "' for ", Excerpt(key, 20),
+                                  ": expected ", AbslView(expected)));
     };
     int64_t count;
     if (key == "n" || key == "requests") {
-      if (!ParseCount(value, 1, int64_t{1} << 31, &count)) return bad_value("an integer >= 1");
+      if (!ParseCount(value, 1, kMaxWorkloadRequests, &count)) {
+        return bad_value(absl::StrCat("an integer in [1, ", kMaxWorkloadRequests,
+                                      "] (the limit of one workload)"));
+      }
       spec.num_requests = count;
     } else if (key == "rate") {
       if (!ParsePositive(value, &spec.arrivals.rate_per_s)) return bad_value("a number > 0");
@@ -223,23 +262,30 @@ absl::StatusOr<SyntheticSpec> ParseSyntheticSpec(std::string_view text) {
       std::vector<std::string> parts = absl::StrSplit(AbslView(value), ':');
       int64_t groups, tokens;
       if (parts.size() != 2 || !ParseCount(parts[0], 0, 1 << 20, &groups) ||
-          !ParseCount(parts[1], 0, INT32_MAX / 2, &tokens) || (groups > 0) != (tokens > 0)) {
-        return bad_value("<groups>:<prefix tokens>, both >= 1 (or 0:0 for none)");
+          !ParseCount(parts[1], 0, kMaxRequestTokens, &tokens) || (groups > 0) != (tokens > 0)) {
+        return bad_value(
+            absl::StrCat("<groups>:<prefix tokens>, both >= 1 (or 0:0 for none), at "
+                         "most 1048576 groups and ",
+                         kMaxRequestTokens, " tokens"));
       }
       spec.prefix_groups = static_cast<int32_t>(groups);
       spec.prefix_tokens = static_cast<int32_t>(tokens);
     } else if (key == "samples") {
-      if (!ParseCount(value, 1, 1024, &count)) return bad_value("an integer in [1, 1024]");
+      if (!ParseCount(value, 1, kMaxRequestWidth, &count)) {
+        return bad_value(absl::StrCat("an integer in [1, ", kMaxRequestWidth, "]"));
+      }
       spec.num_samples = static_cast<int32_t>(count);
     } else if (key == "beam") {
-      if (!ParseCount(value, 1, 1024, &count)) return bad_value("an integer in [1, 1024]");
+      if (!ParseCount(value, 1, kMaxRequestWidth, &count)) {
+        return bad_value(absl::StrCat("an integer in [1, ", kMaxRequestWidth, "]"));
+      }
       spec.beam_width = static_cast<int32_t>(count);
     } else if (key == "seed") {
       uint64_t seed;
       if (!absl::SimpleAtoi(AbslView(value), &seed)) return bad_value("an unsigned integer");
       spec.seed = seed;
     } else {
-      return BadSpec(absl::StrCat("unknown key '", key, "'"));
+      return BadSpec(absl::StrCat("unknown key '", Excerpt(key, 40), "'"));
     }
   }
   return spec;
@@ -249,12 +295,27 @@ absl::StatusOr<Workload> GenerateSynthetic(const SyntheticSpec& spec_in,
                                            const WorkloadOptions& options) {
   PAGEDKV_RETURN_IF_ERROR(internal::ValidateWorkloadOptions(options));
   SyntheticSpec spec = spec_in;
-  if (spec.num_requests < 1) return BadSpec(absl::StrCat("n = ", spec.num_requests, " < 1"));
+  if (spec.num_requests < 1 || spec.num_requests > kMaxWorkloadRequests) {
+    return BadSpec(absl::StrCat("n = ", spec.num_requests, " is outside [1, ", kMaxWorkloadRequests,
+                                "] (the limit of one workload)"));
+  }
+  if (spec.num_samples < 1 || spec.num_samples > kMaxRequestWidth || spec.beam_width < 1 ||
+      spec.beam_width > kMaxRequestWidth || (spec.num_samples > 1 && spec.beam_width > 1)) {
+    return BadSpec(absl::StrCat("samples = ", spec.num_samples, " and beam = ", spec.beam_width,
+                                ": each in [1, ", kMaxRequestWidth, "], not both above 1"));
+  }
   if (!(spec.arrivals.rate_per_s > 0)) {
     return BadSpec(absl::StrCat("rate = ", spec.arrivals.rate_per_s, " must be > 0"));
   }
   PAGEDKV_RETURN_IF_ERROR(FillEmpirical(&spec.prompt, /*prompt_lengths=*/true, options));
   PAGEDKV_RETURN_IF_ERROR(FillEmpirical(&spec.output, /*prompt_lengths=*/false, options));
+  // The longest request the spec can produce, in 64-bit, before anything is generated.
+  const int64_t longest = MaxLength(spec.prompt) + spec.prefix_tokens + MaxLength(spec.output);
+  if (spec.prefix_tokens < 0 || longest > kMaxRequestTokens) {
+    return BadSpec(absl::StrCat("prompts (with their prefix) and outputs up to ", longest,
+                                " tokens exceed the limit of ", kMaxRequestTokens,
+                                " tokens per request; lower the lengths or give a :MAX cap"));
+  }
 
   Workload w;
   w.name = "synthetic";
@@ -277,7 +338,8 @@ absl::StatusOr<Workload> GenerateSynthetic(const SyntheticSpec& spec_in,
     if (i > 0) {
       clock_s += spec.arrivals.kind == ArrivalProcess::Kind::kPoisson
                      ? arrival_rng.Exponential(spec.arrivals.rate_per_s)
-                     : arrival_rng.Gamma(shape) * scale;
+                 : shape < 1e12 ? arrival_rng.Gamma(shape) * scale
+                                : 1.0 / spec.arrivals.rate_per_s;  // cv ~ 0: regular gaps
     }
     r.arrival_time_s = clock_s;
     int64_t prompt = Sample(spec.prompt, prompt_rng);
@@ -288,13 +350,14 @@ absl::StatusOr<Workload> GenerateSynthetic(const SyntheticSpec& spec_in,
       r.hash_block_tokens = spec.prefix_tokens;
       prompt += spec.prefix_tokens;
     }
-    r.prompt_tokens = static_cast<int32_t>(std::min<int64_t>(prompt, INT32_MAX));
+    r.prompt_tokens = static_cast<int32_t>(prompt);  // <= kMaxRequestTokens (checked above)
     r.output_tokens = Sample(spec.output, output_rng);
     r.num_samples = spec.num_samples;
     r.beam_width = spec.beam_width;
     w.requests.push_back(std::move(r));
   }
   internal::FinalizeWorkload(options, &w);
+  PAGEDKV_RETURN_IF_ERROR(w.Validate());  // e.g. arrivals that overflowed to infinity
   return w;
 }
 

@@ -11,11 +11,13 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "internal/trace_parse.h"
 #include "internal/w_random.h"
 #include "internal/w_text_file.h"
 #include "internal/w_workload_util.h"
 #include "nlohmann/json.hpp"
 #include "pagedkv/core/absl_compat.h"
+#include "pagedkv/core/input_limits.h"
 #include "pagedkv/core/status.h"
 #include "pagedkv/scheduler/trace.h"
 
@@ -62,13 +64,31 @@ absl::Status BadLine(const std::string& path, int64_t line, std::string_view wha
                                 "--skip-bad-lines)"));
 }
 
-// Raises a length below 1 to 1 and counts it.
-int32_t ClampLength(int64_t value, int64_t* clamp_count) {
-  if (value < 1) {
-    ++*clamp_count;
-    return 1;
+// A request's lengths, checked in 64-bit before anything is made of them: each at most
+// kMaxRequestTokens and their sum too (a longer request could never be served and would cost its
+// prompt's memory to find out). Lengths below 1 are raised to 1 and counted. False with `*why`
+// for lengths over the limit.
+bool CheckLengths(int64_t prompt, int64_t output, Workload* w, int32_t* prompt_out,
+                  int32_t* output_out, std::string* why) {
+  if (prompt > kMaxRequestTokens || output > kMaxRequestTokens ||
+      std::max<int64_t>(prompt, 1) + std::max<int64_t>(output, 1) > kMaxRequestTokens) {
+    *why = absl::StrCat("prompt ", prompt, " + output ", output, " tokens exceeds the limit of ",
+                        kMaxRequestTokens, " tokens per request");
+    return false;
   }
-  return static_cast<int32_t>(std::min<int64_t>(value, INT32_MAX));
+  if (prompt < 1) ++w->clamped_prompt_tokens;
+  if (output < 1) ++w->clamped_output_tokens;
+  *prompt_out = static_cast<int32_t>(std::max<int64_t>(prompt, 1));
+  *output_out = static_cast<int32_t>(std::max<int64_t>(output, 1));
+  return true;
+}
+
+// The request cap of every source (workload.h): loading stops with an error past it.
+absl::Status CheckRequestCount(const std::string& path, int64_t line, const Workload& w) {
+  if (static_cast<int64_t>(w.requests.size()) < kMaxWorkloadRequests) return absl::OkStatus();
+  return LineError(path, line,
+                   absl::StrCat("more than ", kMaxWorkloadRequests,
+                                " requests, the limit of one workload; split the trace"));
 }
 
 // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
@@ -133,7 +153,7 @@ absl::Status CheckHeader(const std::string& path, std::string_view line,
   }
   if (!ok) {
     return LineError(path, 1,
-                     absl::StrCat("unexpected header '", AbslView(line), "', expected '",
+                     absl::StrCat("unexpected header '", Excerpt(line), "', expected '",
                                   absl::StrJoin(expected, ",",
                                                 [](std::string* out, std::string_view f) {
                                                   absl::StrAppend(out, AbslView(f));
@@ -196,6 +216,8 @@ absl::StatusOr<TraceFormat> SniffFormat(const std::string& path, const std::stri
   std::string_view first;
   while (cursor.Next(&first) && internal::TrimSpaces(first).empty()) {
   }
+  // A UTF-8 byte order mark before the first line (spreadsheet exports write one).
+  if (absl::StartsWith(AbslView(first), "\xEF\xBB\xBF")) first.remove_prefix(3);
   first = internal::TrimSpaces(first);
   const std::string lower = absl::AsciiStrToLower(AbslView(first));
   if (absl::EndsWith(path, ".jsonl") || absl::EndsWith(path, ".json") ||
@@ -205,8 +227,7 @@ absl::StatusOr<TraceFormat> SniffFormat(const std::string& path, const std::stri
   if (absl::StartsWith(lower, "timestamp,")) return TraceFormat::kAzureCsv;
   if (absl::StartsWith(lower, "num_prefill_tokens,")) return TraceFormat::kShareGptCsv;
   return absl::InvalidArgumentError(absl::StrCat(
-      "cannot tell the format of trace '", path, "' from its first line '",
-      AbslView(first.substr(0, 120)),
+      "cannot tell the format of trace '", path, "' from its first line '", Excerpt(first),
       "': expected a CSV header 'TIMESTAMP,ContextTokens,GeneratedTokens' (Azure) or "
       "'num_prefill_tokens,num_decode_tokens,...' (ShareGPT lengths), or JSONL objects with "
       "timestamp, input_length, output_length (Mooncake)"));
@@ -220,7 +241,8 @@ absl::StatusOr<Workload> ParseAzureTrace(const std::string& path, const std::str
   if (!cursor.Next(&line)) return LineError(path, 1, "empty file, expected a CSV header");
   PAGEDKV_RETURN_IF_ERROR(
       CheckHeader(path, line, {"TIMESTAMP", "ContextTokens", "GeneratedTokens"}));
-  w.requests.reserve(static_cast<size_t>(std::count(data.begin(), data.end(), '\n')) + 1);
+  w.requests.reserve(static_cast<size_t>(
+      std::min<int64_t>(std::count(data.begin(), data.end(), '\n') + 1, kMaxWorkloadRequests)));
   std::vector<std::string_view> fields;
   bool have_origin = false;
   int64_t origin_ticks = 0;
@@ -229,16 +251,16 @@ absl::StatusOr<Workload> ParseAzureTrace(const std::string& path, const std::str
     const int64_t n = cursor.line_number();
     internal::SplitCsv(line, &fields);
     if (fields.size() != 3) {
-      PAGEDKV_RETURN_IF_ERROR(BadLine(
-          path, n,
-          absl::StrCat("expected 3 fields, got ", fields.size(), ": '", AbslView(line), "'"),
-          options, &w));
+      PAGEDKV_RETURN_IF_ERROR(
+          BadLine(path, n,
+                  absl::StrCat("expected 3 fields, got ", fields.size(), ": '", Excerpt(line), "'"),
+                  options, &w));
       continue;
     }
     int64_t ticks, prompt, output;
     if (!ParseAzureTimestamp(fields[0], &ticks)) {
       PAGEDKV_RETURN_IF_ERROR(BadLine(path, n,
-                                      absl::StrCat("bad TIMESTAMP '", AbslView(fields[0]),
+                                      absl::StrCat("bad TIMESTAMP '", Excerpt(fields[0], 40),
                                                    "', expected 'YYYY-MM-DD HH:MM:SS.fffffff'"),
                                       options, &w));
       continue;
@@ -246,19 +268,23 @@ absl::StatusOr<Workload> ParseAzureTrace(const std::string& path, const std::str
     if (!ParseInt64(fields[1], &prompt) || !ParseInt64(fields[2], &output)) {
       PAGEDKV_RETURN_IF_ERROR(
           BadLine(path, n,
-                  absl::StrCat("ContextTokens '", AbslView(fields[1]), "' and GeneratedTokens '",
-                               AbslView(fields[2]), "' must be integers"),
+                  absl::StrCat("ContextTokens '", Excerpt(fields[1], 40), "' and GeneratedTokens '",
+                               Excerpt(fields[2], 40), "' must be integers"),
                   options, &w));
       continue;
     }
+    Request r;
+    std::string why;
+    if (!CheckLengths(prompt, output, &w, &r.prompt_tokens, &r.output_tokens, &why)) {
+      PAGEDKV_RETURN_IF_ERROR(BadLine(path, n, why, options, &w));
+      continue;
+    }
+    PAGEDKV_RETURN_IF_ERROR(CheckRequestCount(path, n, w));
     if (!have_origin) {
       origin_ticks = ticks;
       have_origin = true;
     }
-    Request r;
     r.arrival_time_s = static_cast<double>(ticks - origin_ticks) * 1e-7;
-    r.prompt_tokens = ClampLength(prompt, &w.clamped_prompt_tokens);
-    r.output_tokens = ClampLength(output, &w.clamped_output_tokens);
     w.requests.push_back(std::move(r));
   }
   internal::FinalizeWorkload(options, &w);
@@ -273,8 +299,12 @@ absl::StatusOr<Workload> ParseMooncakeTrace(const std::string& path, const std::
   while (cursor.Next(&line)) {
     if (internal::TrimSpaces(line).empty()) continue;
     const int64_t n = cursor.line_number();
-    nlohmann::json j = nlohmann::json::parse(line.begin(), line.end(), nullptr,
-                                             /*allow_exceptions=*/false);
+    nlohmann::json j;
+    if (CheckJsonNesting(line, kMaxJsonDepth).ok()) {
+      j = nlohmann::json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
+    } else {
+      j = nlohmann::json(nlohmann::json::value_t::discarded);
+    }
     if (j.is_discarded() || !j.is_object()) {
       PAGEDKV_RETURN_IF_ERROR(BadLine(path, n, "not a JSON object", options, &w));
       continue;
@@ -295,9 +325,27 @@ absl::StatusOr<Workload> ParseMooncakeTrace(const std::string& path, const std::
       continue;
     }
     Request r;
+    // Lengths as doubles first: a value beyond int64 (1e30) must not wrap into a small one.
+    std::string why;
+    const auto as_tokens = [](double v) -> int64_t {
+      return v > static_cast<double>(kMaxRequestTokens) ? kMaxRequestTokens + 1
+             : v < -1e9                                 ? -1
+                                                        : static_cast<int64_t>(std::llround(v));
+    };
+    if (!CheckLengths(as_tokens(input_length), as_tokens(output_length), &w, &r.prompt_tokens,
+                      &r.output_tokens, &why)) {
+      PAGEDKV_RETURN_IF_ERROR(BadLine(
+          path, n,
+          absl::StrCat("input_length ", input_length, " and output_length ", output_length,
+                       ": the lengths must be at most ", kMaxRequestTokens, " tokens together"),
+          options, &w));
+      continue;
+    }
+    // One hash per 512 prompt tokens; more than the longest prompt could use is malformed.
+    constexpr size_t kMaxHashes = kMaxRequestTokens / kMooncakeHashBlockTokens + 1;
     auto hashes = j.find("hash_ids");
     if (hashes != j.end()) {
-      bool ok = hashes->is_array();
+      bool ok = hashes->is_array() && hashes->size() <= kMaxHashes;
       if (ok) {
         r.prefix_block_hashes.reserve(hashes->size());
         for (const nlohmann::json& h : *hashes) {
@@ -309,16 +357,15 @@ absl::StatusOr<Workload> ParseMooncakeTrace(const std::string& path, const std::
         }
       }
       if (!ok) {
-        PAGEDKV_RETURN_IF_ERROR(BadLine(
-            path, n, "\"hash_ids\" must be an array of non-negative integers", options, &w));
+        PAGEDKV_RETURN_IF_ERROR(BadLine(path, n,
+                                        absl::StrCat("\"hash_ids\" must be an array of at most ",
+                                                     kMaxHashes, " non-negative integers"),
+                                        options, &w));
         continue;
       }
     }
+    PAGEDKV_RETURN_IF_ERROR(CheckRequestCount(path, n, w));
     r.arrival_time_s = timestamp_ms * 1e-3;
-    r.prompt_tokens =
-        ClampLength(static_cast<int64_t>(std::llround(input_length)), &w.clamped_prompt_tokens);
-    r.output_tokens =
-        ClampLength(static_cast<int64_t>(std::llround(output_length)), &w.clamped_output_tokens);
     if (!r.prefix_block_hashes.empty()) r.hash_block_tokens = kMooncakeHashBlockTokens;
     w.requests.push_back(std::move(r));
   }
@@ -345,16 +392,20 @@ absl::StatusOr<Workload> ParseShareGptTrace(const std::string& path, const std::
       PAGEDKV_RETURN_IF_ERROR(
           BadLine(path, n,
                   absl::StrCat("expected integer num_prefill_tokens,num_decode_tokens, got '",
-                               AbslView(line.substr(0, 120)), "'"),
+                               Excerpt(line), "'"),
                   options, &w));
       continue;
     }
     Request r;
+    std::string why;
+    if (!CheckLengths(prompt, output, &w, &r.prompt_tokens, &r.output_tokens, &why)) {
+      PAGEDKV_RETURN_IF_ERROR(BadLine(path, n, why, options, &w));
+      continue;
+    }
+    PAGEDKV_RETURN_IF_ERROR(CheckRequestCount(path, n, w));
     // The first request arrives at 0; every later one after an exponential gap.
     if (!w.requests.empty()) clock_s += rng.Exponential(options.poisson_rate_per_s);
     r.arrival_time_s = clock_s;
-    r.prompt_tokens = ClampLength(prompt, &w.clamped_prompt_tokens);
-    r.output_tokens = ClampLength(output, &w.clamped_output_tokens);
     w.requests.push_back(std::move(r));
   }
   internal::FinalizeWorkload(options, &w);
@@ -380,19 +431,35 @@ TraceParser ParserFor(TraceFormat format) {
 absl::StatusOr<Workload> LoadTrace(const std::string& path, const WorkloadOptions& options,
                                    std::optional<TraceFormat> format) {
   PAGEDKV_RETURN_IF_ERROR(internal::ValidateWorkloadOptions(options));
-  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
+  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path, "trace"));
+  return internal::ParseTraceText(path, data, options, format);
+}
+
+}  // namespace
+
+namespace internal {
+
+absl::StatusOr<Workload> ParseTraceText(const std::string& path, const std::string& data,
+                                        const WorkloadOptions& options,
+                                        std::optional<TraceFormat> format) {
+  PAGEDKV_RETURN_IF_ERROR(ValidateWorkloadOptions(options));
   if (!format.has_value()) {
     PAGEDKV_ASSIGN_OR_RETURN(format, SniffFormat(path, data));
   }
   const TraceParser parse = ParserFor(*format);
   if (parse == nullptr) return absl::InternalError("unhandled trace format");
-  return parse(path, data, options);
+  PAGEDKV_ASSIGN_OR_RETURN(Workload w, parse(path, data, options));
+  // Arrival times scaled past the range of a double, say.
+  if (absl::Status st = w.Validate(); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", st.message()));
+  }
+  return w;
 }
 
-}  // namespace
+}  // namespace internal
 
 absl::StatusOr<TraceFormat> SniffTraceFormat(const std::string& path) {
-  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path));
+  PAGEDKV_ASSIGN_OR_RETURN(std::string data, internal::ReadWholeFile(path, "trace"));
   return SniffFormat(path, data);
 }
 

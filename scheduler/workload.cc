@@ -11,6 +11,7 @@
 #include "pagedkv/core/absl_compat.h"
 #include "pagedkv/core/check.h"
 #include "pagedkv/core/status.h"
+#include "pagedkv/scheduler/scheduler.h"
 #include "pagedkv/scheduler/synthetic.h"
 #include "pagedkv/scheduler/trace.h"
 
@@ -20,7 +21,15 @@
 
 namespace pagedkv {
 
+static_assert(kMaxRequestWidth <= Scheduler::kMaxGroupWidth,
+              "a workload's requests must be accepted by the scheduler");
+
 absl::Status Workload::Validate() const {
+  if (static_cast<int64_t>(requests.size()) > kMaxWorkloadRequests) {
+    return absl::InvalidArgumentError(absl::StrCat("workload '", name, "' has ", requests.size(),
+                                                   " requests, more than the limit of ",
+                                                   kMaxWorkloadRequests));
+  }
   double prev_arrival = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     const Request& r = requests[i];
@@ -31,8 +40,20 @@ absl::Status Workload::Validate() const {
     };
     if (r.prompt_tokens < 1) return bad("prompt_tokens", r.prompt_tokens, ">= 1");
     if (r.output_tokens < 1) return bad("output_tokens", r.output_tokens, ">= 1");
-    if (r.num_samples < 1) return bad("num_samples", r.num_samples, ">= 1");
-    if (r.beam_width < 1) return bad("beam_width", r.beam_width, ">= 1");
+    if (static_cast<int64_t>(r.prompt_tokens) + r.output_tokens > kMaxRequestTokens) {
+      return bad("prompt_tokens + output_tokens",
+                 static_cast<int64_t>(r.prompt_tokens) + r.output_tokens,
+                 absl::StrCat("<= ", kMaxRequestTokens, " (the limit per request)"));
+    }
+    if (r.num_samples < 1 || r.num_samples > kMaxRequestWidth) {
+      return bad("num_samples", r.num_samples, absl::StrCat("in [1, ", kMaxRequestWidth, "]"));
+    }
+    if (r.beam_width < 1 || r.beam_width > kMaxRequestWidth) {
+      return bad("beam_width", r.beam_width, absl::StrCat("in [1, ", kMaxRequestWidth, "]"));
+    }
+    if (r.num_samples > 1 && r.beam_width > 1) {
+      return bad("num_samples", r.num_samples, "1 when beam_width > 1 (n or beams, not both)");
+    }
     if (!std::isfinite(r.arrival_time_s) || r.arrival_time_s < 0) {
       return bad("arrival_time_s", r.arrival_time_s, "finite and >= 0");
     }

@@ -1,6 +1,11 @@
 // The `pagedkv` command line: global options, then one subcommand from kCommands.
 //   pagedkv [--log-level LEVEL] COMMAND [FLAGS...]     pagedkv COMMAND --help
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -91,7 +96,39 @@ int Main(int argc, char** argv) {
       kExitUsage);
 }
 
+// Standard output must have reached its file: a full disk (/dev/full) or a closed descriptor
+// turns a run that printed its results into a failure (exit 1), never a silent success.
+int CheckStdout(int rc) {
+  errno = 0;
+  std::cout.flush();
+  const bool failed = std::cout.fail() || std::fflush(stdout) != 0 || std::ferror(stdout) != 0;
+  if (!failed) return rc;
+  const int err = errno;
+  std::cerr << "pagedkv: error: cannot write to standard output"
+            << (err != 0 ? absl::StrCat(": ", std::strerror(err)) : std::string()) << "\n";
+  return rc == kExitOk ? kExitFailure : rc;
+}
+
 }  // namespace
 }  // namespace pagedkv::cli
 
-int main(int argc, char** argv) { return pagedkv::cli::Main(argc, argv); }
+int main(int argc, char** argv) {
+  using pagedkv::cli::kExitFailure;
+  // No exception may end the process with an abort and a core dump: the library returns Status,
+  // but the standard library and the parsers throw (std::bad_alloc above all).
+  int rc = kExitFailure;
+  try {
+    rc = pagedkv::cli::Main(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "pagedkv: error: out of memory; use a smaller workload or model (see "
+                 "--max-requests)\n";
+    return kExitFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "pagedkv: internal error: " << e.what() << "\n";
+    return kExitFailure;
+  } catch (...) {
+    std::cerr << "pagedkv: internal error: an unknown exception\n";
+    return kExitFailure;
+  }
+  return pagedkv::cli::CheckStdout(rc);
+}

@@ -1,7 +1,9 @@
 // `pagedkv report DIR`: rebuilds the self-contained report.html of a simulation from the data
 // files `pagedkv simulate --out DIR` wrote (summary.json, timeline.csv, requests.csv). The HTML
 // and SVG writer lives in scheduler/report.cc.
+#include <filesystem>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -43,7 +45,19 @@ int RunReportCommand(const CommandContext& ctx, absl::Span<const std::string> ar
             "; usage: pagedkv report DIR [--out PATH] (see --help)")),
         kExitUsage);
   }
-  absl::StatusOr<std::string> written = WriteReport(positional.front(), options);
+  // The report is written without timeline.csv or requests.csv (the plots that need one say
+  // so), but never without a word: a copied directory may simply be incomplete.
+  const std::string& dir = positional.front();
+  if (std::filesystem::exists(std::filesystem::path(dir) / "summary.json")) {
+    for (const char* name : {"timeline.csv", "requests.csv"}) {
+      std::error_code ec;
+      if (!std::filesystem::exists(std::filesystem::path(dir) / name, ec)) {
+        ctx.err << kCommand << ": note: " << (std::filesystem::path(dir) / name).string()
+                << " is missing; the report says so in place of the plots that need it\n";
+      }
+    }
+  }
+  absl::StatusOr<std::string> written = WriteReport(dir, options);
   if (!written.ok()) {
     // Missing or malformed input files are the user's to fix; anything else is a failure.
     const bool bad_input =

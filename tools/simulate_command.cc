@@ -4,6 +4,7 @@
 // requests.csv and report.html into --out.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "pagedkv/core/absl_compat.h"
+#include "pagedkv/core/input_limits.h"
 #include "pagedkv/core/logging.h"
 #include "pagedkv/core/model_spec.h"
 #include "pagedkv/core/sizing.h"
@@ -27,6 +29,7 @@
 #include "tools/internal/command.h"
 #include "tools/internal/flag_values.h"
 #include "tools/internal/simulate_output.h"
+#include "tools/internal/staged_output.h"
 
 namespace pagedkv::cli {
 namespace {
@@ -60,24 +63,6 @@ int Usage(const CommandContext& ctx, std::string_view what, const absl::Status& 
                      absl::InvalidArgumentError(absl::StrCat(
                          AbslView(what), ": ", AbslView(std::string(status.message())))),
                      kExitUsage);
-}
-
-void ReportRejections(const CommandContext& ctx, const PolicySummary& s, int32_t max_model_len) {
-  if (s.requests_rejected == 0) return;
-  const int64_t memory = s.requests_rejected - s.requests_rejected_too_long;
-  std::string why;
-  if (s.requests_rejected_too_long > 0) {
-    why = absl::StrCat(s.requests_rejected_too_long, " longer than max_model_len ", max_model_len,
-                       " (prompt + output; --max-model-len, or a model with a longer context)");
-  }
-  if (memory > 0) {
-    absl::StrAppend(&why, why.empty() ? "" : "; ", memory, " that can never run in ",
-                    s.capacity_tokens,
-                    " tokens of KV memory or within the scheduler limits (raise --kv-budget or "
-                    "--gpu-mem, --max-num-batched-tokens, --max-num-seqs)");
-  }
-  ctx.err << absl::StrFormat("%s: %s rejected %d requests: %s\n", kCommand, RunLabel(s),
-                             s.requests_rejected, why);
 }
 
 }  // namespace
@@ -134,10 +119,11 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
       absl::StrCat("workload: a vendored trace (", absl::StrJoin(VendoredTraceNames(), ", "),
                    "), a trace file, or synthetic:key=value,... (docs/traces.md)"),
       &trace);
-  flags.AddDouble("rate-scale", "X", "divide arrival times by X (2 = twice as fast)", &rate_scale);
+  flags.AddDouble("rate-scale", "X", "divide arrival times by X (2 = twice as fast)", &rate_scale,
+                  FlagSet::kShowCurrent, NumberRange::Positive());
   flags.AddInt("max-requests", "N", "keep only the first N requests (0 = all)", &max_requests, 0);
   flags.AddDouble("poisson-rate", "REQ/S", "arrival rate for traces without arrival times",
-                  &poisson_rate);
+                  &poisson_rate, FlagSet::kShowCurrent, NumberRange::Positive());
   flags.AddInt("seed", "N", "seed for beam choices and generated arrivals", &seed, 0);
   flags.AddBool("skip-bad-lines", "skip malformed trace lines (counted) instead of failing",
                 &skip_bad_lines);
@@ -147,7 +133,7 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
   flags.StartGroup("Model and hardware");
   flags.AddString("model", "NAME|PATH", "model preset or model JSON file", &model_name);
   flags.AddDouble("params", "N", "parameter count for a model without a known one (7e9)", &params,
-                  "known for presets");
+                  "known for presets", NumberRange::Positive());
   flags.AddInt("max-model-len", "TOKENS",
                "longest request (prompt + output) served; longer ones are rejected and counted "
                "(0 = the model's context length)",
@@ -157,15 +143,16 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                   &gpu_name);
   flags.AddBool("list-gpus", "list the GPU presets with their figures and sources, and exit",
                 &list_gpus);
-  flags.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 40GiB or 48GB", &gpu_mem, "the preset's");
+  flags.AddBytes("gpu-mem", "BYTES", "GPU memory, e.g. 40GiB or 48GB", &gpu_mem, "the preset's",
+                 /*min_bytes=*/1);
   flags.AddRate("gpu-bandwidth", "RATE", "GPU memory bandwidth, e.g. 1.555TB/s", &gpu_bandwidth,
                 "the preset's");
   flags.AddFlops("gpu-flops", "FLOP/S", "dense FP16/BF16 FLOP/s, e.g. 312e12 or 312T", &gpu_flops,
                  "the preset's");
-  flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory for weights + KV",
-                  &gpu_mem_fraction);
+  flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory for weights + KV, in (0, 1]",
+                  &gpu_mem_fraction, FlagSet::kShowCurrent, NumberRange::PositiveFraction());
   flags.AddBytes("kv-budget", "BYTES", "KV memory (overrides gpu-mem x fraction - weights)",
-                 &kv_budget, "derived");
+                 &kv_budget, "derived", /*min_bytes=*/1);
 
   flags.StartGroup("Policies and scheduler");
   flags.AddString(
@@ -180,7 +167,8 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
   flags.AddInt("max-new-tokens", "TOKENS",
                "generation cap orca-max reserves for (0 = the workload's longest output)",
                &max_new_tokens, 0, INT32_MAX);
-  flags.AddDouble("watermark", "F", "fraction of pages kept free at admission (paged)", &watermark);
+  flags.AddDouble("watermark", "F", "fraction of pages kept free at admission (paged), in [0, 1)",
+                  &watermark, FlagSet::kShowCurrent, NumberRange::FractionBelowOne());
   flags.AddBool("prefix-caching", "share prompt pages by content (--prefix-caching=false off)",
                 &prefix_caching);
   flags.AddChoice("preemption", "what a preempted request's pages do", {"recompute", "swap"},
@@ -202,7 +190,7 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                   &routers_text);
   flags.AddDouble("prefix-balance", "F",
                   "prefix-aware: skip replicas loaded above F x the least loaded one + slack",
-                  &prefix_balance_factor);
+                  &prefix_balance_factor, FlagSet::kShowCurrent, NumberRange::AtLeast(1));
   flags.AddInt("prefix-balance-slack", "N",
                "prefix-aware: the slack of --prefix-balance (requests)", &prefix_balance_slack, 0);
   flags.AddBytes("remote-capacity", "BYTES",
@@ -210,7 +198,7 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
   flags.AddRate("remote-bandwidth", "RATE", "remote tier bandwidth per replica, e.g. 12.5GB/s",
                 &remote_bandwidth);
   flags.AddDouble("remote-latency", "US", "remote tier round trip per loading step, microseconds",
-                  &remote_latency_us);
+                  &remote_latency_us, FlagSet::kShowCurrent, NumberRange::NonNegative());
 
   flags.StartGroup("Output");
   flags.AddString("out", "DIR", "output directory", &out_dir);
@@ -232,10 +220,6 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
   if (list_gpus) {
     PrintGpuPresets(ctx.out);
     return kExitOk;
-  }
-  if (rate_scale <= 0) return Usage(ctx, "--rate-scale", absl::InvalidArgumentError("must be > 0"));
-  if (remote_latency_us < 0) {
-    return Usage(ctx, "--remote-latency", absl::InvalidArgumentError("must be >= 0"));
   }
   if (replicas == 1 && flags.IsSet("router")) {
     return Usage(ctx, "--router",
@@ -276,14 +260,11 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
     return ReportError(
         ctx, kCommand,
         absl::Status(workload.status().code(),
-                     absl::StrCat("--trace '", trace,
+                     absl::StrCat("--trace '", Excerpt(trace, 200),
                                   "': ", AbslView(std::string(workload.status().message())))),
         kExitUsage);
   }
-  if (workload->skipped_lines > 0) {
-    ctx.err << absl::StrFormat("%s: skipped %d malformed lines of %s\n", kCommand,
-                               workload->skipped_lines, workload->source);
-  }
+  PrintWorkloadNotes(ctx.err, kCommand, *workload);
 
   ClusterConfig cluster;
   SimulatorConfig& cfg = cluster.replica;
@@ -315,12 +296,38 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
   if (!sizing.ok()) {
     const bool len = flags.IsSet("max-model-len") &&
                      std::string(sizing.status().message()).starts_with("max_model_len");
-    return ReportError(
-        ctx, kCommand,
-        len ? absl::InvalidArgumentError(absl::StrCat("--", sizing.status().message()))
-            : sizing.status(),
-        kExitUsage);
+    if (len) return Usage(ctx, "--max-model-len", sizing.status());
+    return Usage(ctx, kv_budget > 0 ? "--kv-budget" : "--gpu-mem / --gpu-mem-fraction / --params",
+                 sizing.status());
   }
+  // Everything is checked before the first policy runs: a bad value must not surface after an
+  // hour of earlier runs.
+  if (sizing->capacity_tokens < 1) {
+    return Usage(ctx, kv_budget > 0 ? "--kv-budget" : "--gpu-mem",
+                 absl::InvalidArgumentError(absl::StrCat(
+                     FormatBytes(sizing->kv_budget_bytes), " of KV memory hold no token of ",
+                     FormatBytes(sizing->kv_bytes_per_token), "; give more memory")));
+  }
+  if (std::find(policies.begin(), policies.end(), PolicyKind::kPaged) != policies.end() &&
+      block_size > sizing->capacity_tokens) {
+    return Usage(ctx, "--block-size",
+                 absl::InvalidArgumentError(absl::StrCat(
+                     block_size, " tokens is more than the ", sizing->capacity_tokens,
+                     " tokens the KV memory holds; use a smaller block or more memory")));
+  }
+  for (RouterKind router : routers) {
+    for (PolicyKind kind : policies) {
+      cfg.policy = kind;
+      cluster.router = router;
+      if (absl::Status st = CheckSimulation(*workload, cluster); !st.ok()) {
+        return Usage(ctx, absl::StrCat("policy ", AbslView(PolicyKindName(kind))), st);
+      }
+    }
+  }
+  std::vector<std::string> files = {"summary.json", "timeline.csv", "requests.csv"};
+  if (!no_report) files.push_back("report.html");
+  absl::StatusOr<StagedOutput> output = StagedOutput::Create(out_dir, files);
+  if (!output.ok()) return Usage(ctx, absl::StrCat("--out '", out_dir, "'"), output.status());
 
   const bool show_progress = !quiet && isatty(STDERR_FILENO) == 1;
   ProgressBar bar(show_progress);
@@ -328,12 +335,15 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
     ctx.out << absl::StrFormat(
         "workload %s: %d requests over %.0fs (%s)\nmodel %s on %s%s: KV budget %s = %d tokens "
         "per GPU, max_model_len %d%s\n\n",
-        workload->name, workload->requests.size(), workload->ArrivalSpanSeconds(), workload->source,
-        spec->name, replicas > 1 ? absl::StrCat(replicas, " x ") : "", gpu->description,
+        workload->name, workload->requests.size(), workload->ArrivalSpanSeconds(),
+        Excerpt(workload->source, 200), spec->name,
+        replicas > 1 ? absl::StrCat(replicas, " x ") : "", gpu->description,
         FormatBytes(sizing->kv_budget_bytes), sizing->capacity_tokens, sizing->max_model_len,
         max_model_len == 0 && spec->max_context_tokens > 0 ? " (the model's context)" : "");
     ctx.out.flush();
   }
+  const RejectionContext rejection{sizing->max_model_len, max_num_seqs, max_num_batched_tokens,
+                                   watermark};
   std::vector<PolicyRunResult> results;
   for (RouterKind router : routers) {
     for (PolicyKind kind : policies) {
@@ -352,7 +362,7 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
                          absl::StrCat(label, ": ", AbslView(std::string(r.status().message())))),
             kExitFailure);
       }
-      ReportRejections(ctx, r->summary, sizing->max_model_len);
+      PrintRejections(ctx.err, kCommand, r->summary, rejection);
       results.push_back(*std::move(r));
     }
   }
@@ -377,17 +387,27 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
     info.remote_bandwidth_bytes_per_s = remote_bandwidth;
     info.remote_latency_s = remote_latency_us * 1e-6;
   }
-  if (absl::Status st = WriteSimulationOutputs(out_dir, info, results); !st.ok()) {
+  // All or nothing: the files are written into the staging directory and moved into --out only
+  // when every one (the report included) was written.
+  if (absl::Status st = WriteSimulationOutputs(output->staging_dir(), info, results); !st.ok()) {
     return ReportError(ctx, kCommand, st, kExitFailure);
   }
-  std::string report_path;
   if (!no_report) {
-    absl::StatusOr<std::string> written = WriteReport(out_dir);
-    if (written.ok()) {
-      report_path = *written;
-    } else {
-      PAGEDKV_LOG_WARN("report.html not written: {}", std::string(written.status().message()));
+    ReportOptions report_options;
+    report_options.out_path = output->StagingPath("report.html");
+    absl::StatusOr<std::string> written = WriteReport(output->staging_dir(), report_options);
+    if (!written.ok()) {
+      return ReportError(ctx, kCommand,
+                         absl::Status(written.status().code(),
+                                      absl::StrCat("report.html: ", written.status().message())),
+                         kExitFailure);
     }
+  }
+  if (absl::Status st = output->Commit(); !st.ok()) {
+    return ReportError(ctx, kCommand,
+                       absl::Status(st.code(), absl::StrCat("--out '", out_dir, "': ", st.message(),
+                                                            "; nothing was written")),
+                       kExitFailure);
   }
   if (json) {
     ctx.out << SummaryJson(info, results);
@@ -401,7 +421,9 @@ int RunSimulateCommand(const CommandContext& ctx, absl::Span<const std::string> 
              "prefix cache,\nreuse = the same at first admissions only.\n";
   ctx.out << "\nwrote " << (std::filesystem::path(out_dir) / "summary.json").string() << ", "
           << "timeline.csv, requests.csv";
-  if (!report_path.empty()) ctx.out << "\nreport: " << report_path;
+  if (!no_report) {
+    ctx.out << "\nreport: " << (std::filesystem::path(out_dir) / "report.html").string();
+  }
   ctx.out << "\n";
   return kExitOk;
 }

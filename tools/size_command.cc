@@ -163,7 +163,8 @@ int RunSizeCommand(const CommandContext& ctx, absl::Span<const std::string> args
   flags.AddString("model", "NAME|PATH",
                   "model preset (see --list-models) or path to a model JSON file; required",
                   &model_name, "");
-  flags.AddInt("context", "TOKENS", "tokens per sequence (prompt + output)", &context_tokens, 1);
+  flags.AddInt("context", "TOKENS", "tokens per sequence (prompt + output)", &context_tokens, 1,
+               kMaxSizingContextTokens);
   flags.AddInt("block-size", "TOKENS", "tokens per KV block (any value >= 1)", &block_size_tokens,
                1, CacheConfig::kMaxBlockSizeTokens);
   flags.AddString("dtype", "DTYPE", "KV dtype: fp32|fp16|bf16|fp8_e4m3|int8", &dtype_name,
@@ -172,9 +173,9 @@ int RunSizeCommand(const CommandContext& ctx, absl::Span<const std::string> args
   flags.AddBytes("weights", "BYTES", "memory taken by weights and activations, e.g. 13.5GiB",
                  &weights_bytes, "0");
   flags.AddDouble("gpu-mem-fraction", "F", "fraction of GPU memory pagedkv may use, in (0, 1]",
-                  &gpu_memory_fraction);
+                  &gpu_memory_fraction, FlagSet::kShowCurrent, NumberRange::PositiveFraction());
   flags.AddInt("encoder-len", "TOKENS", "encoder output tokens held by cross-attention layers",
-               &encoder_tokens, 1);
+               &encoder_tokens, 1, kMaxSizingContextTokens);
   flags.AddBool("json", "print one JSON object instead of the table", &json);
   flags.AddBool("list-models", "list the model presets and exit", &list_models);
   AddCommonFlags(flags);

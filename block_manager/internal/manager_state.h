@@ -108,9 +108,9 @@ struct SeqRecord {
   bool has_cross = false;        // SetCrossAttention was called
   EvictionPriority priority = EvictionPriority::kNormal;
   uint64_t extra_key = 0;
-  uint64_t hash_key = 0;  // the keys mixed into every page hash (extra_key, encoder_key)
-  uint64_t stamp = 0;     // scratch for duplicate detection in batch calls
-  uint64_t serial = 0;    // unique per record, never reused (names the publisher of a page)
+  uint64_t hash_key = 0;       // the keys mixed into every page hash (extra_key, encoder_key)
+  mutable uint64_t stamp = 0;  // scratch for duplicate detection in batch calls (const ones too)
+  uint64_t serial = 0;         // unique per record, never reused (names the publisher of a page)
   absl::InlinedVector<BlockTable, 2> tables;  // one per group
 };
 

@@ -546,6 +546,7 @@ class SchedulerOutput:
     preempted_requests: List[int]
     swapped_in_requests: List[int]
     rejected_requests: List[int]
+    rejection_causes: List[str]  # "too_long", "memory", "watermark", "token_budget", "max_num_seqs"
     finished_requests: List[int]
     num_batched_tokens: int
     num_prefill_tokens: int

@@ -25,108 +25,90 @@
 namespace pagedkv::python {
 namespace {
 
-DType DTypeOfArray(const py::array& a, const char* what) {
-  if (a.dtype().is(py::dtype::of<float>())) return DType::kFp32;
-  if (a.dtype().is(py::dtype("float16"))) return DType::kFp16;
-  throw py::type_error(std::string(what) + " must be float32 or float16, got " +
-                       py::str(a.dtype()).cast<std::string>());
+// float32 or float16 (the kernels' dtypes); TypeError for any other, float64 included.
+DType FloatDType(const ArrayDesc& d, const char* what) {
+  if (d.kind == 'f' && d.itemsize == 4) return DType::kFp32;
+  if (d.kind == 'f' && d.itemsize == 2) return DType::kFp16;
+  throw py::type_error(std::string(what) + " must be float32 or float16, got " + DTypeString(d));
 }
 
-std::string ShapeString(const py::array& a) {
-  std::string s = "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
-  return s + (a.ndim() == 1 ? ",)" : ")");
+int32_t Dim32(const ArrayDesc& d, size_t axis, const char* what) {
+  if (d.shape[axis] > INT32_MAX) {
+    throw py::value_error(std::string(what) + ": dimension " + std::to_string(axis) +
+                          " is larger than 2^31 - 1");
+  }
+  return static_cast<int32_t>(d.shape[axis]);
 }
 
 // The pool part of a view from a 6-D cache array.
 PagedKVView CacheView(const py::array& cache, int32_t layer_in_group) {
-  if (cache.ndim() != 6 || cache.shape(2) != 2) {
+  const ArrayDesc d = Describe(cache);
+  ThrowIfArgError(CheckFloatArray(d, {"kv_cache", 6, /*need_contiguous=*/true,
+                                      /*need_writeable=*/true}));
+  if (d.shape[2] != 2) {
     throw py::value_error(
         "kv_cache must be [num_blocks, layers_in_group, 2, num_kv_heads, block_size, head_dim] "
         "(BlockManager.kv_cache()), got shape " +
-        ShapeString(cache));
+        ShapeString(d));
   }
-  if (!(cache.flags() & py::array::c_style)) {
-    throw py::value_error("kv_cache must be C-contiguous (a view from BlockManager.kv_cache())");
-  }
-  if (!cache.writeable()) throw py::value_error("kv_cache must be writeable");
-  const DType dtype = DTypeOfArray(cache, "kv_cache");
-  const auto layers = static_cast<int32_t>(cache.shape(1));
+  const DType dtype = FloatDType(d, "kv_cache");
+  const int32_t layers = Dim32(d, 1, "kv_cache");
   if (layer_in_group < 0 || layer_in_group >= layers) {
     throw py::value_error("layer_in_group " + std::to_string(layer_in_group) +
                           " out of range [0, " + std::to_string(layers) + ")");
   }
-  return PagedKVView::ForLayer(
-      const_cast<void*>(cache.data()), dtype, static_cast<int32_t>(cache.shape(0)), layers,
-      layer_in_group, static_cast<int32_t>(cache.shape(3)), static_cast<int32_t>(cache.shape(5)),
-      static_cast<int32_t>(cache.shape(4)));
+  return PagedKVView::ForLayer(const_cast<void*>(d.data), dtype, Dim32(d, 0, "kv_cache"), layers,
+                               layer_in_group, Dim32(d, 3, "kv_cache"), Dim32(d, 5, "kv_cache"),
+                               Dim32(d, 4, "kv_cache"));
 }
 
-// [T, num_kv_heads, head_dim] rows in the cache's dtype (converted when they are not).
+// [T, num_kv_heads, head_dim] rows in the cache's dtype: a float array (TypeError otherwise),
+// converted from another float width when needed (documented), C-contiguous.
 py::array KvRows(const py::object& rows, const PagedKVView& v, int64_t num_tokens,
                  const char* what) {
-  py::array a =
-      v.dtype == DType::kFp32
-          ? py::array(InArray<float>::ensure(rows))
-          : py::array(py::module_::import("numpy").attr("ascontiguousarray")(rows, "float16"));
-  if (!a) throw py::type_error(std::string(what) + " must be an array");
-  if (a.ndim() != 3 || a.shape(0) != num_tokens || a.shape(1) != v.num_kv_heads ||
-      a.shape(2) != v.head_dim) {
+  const py::array in = AsArray(rows, what);
+  const ArrayDesc d = Describe(in);
+  ThrowIfArgError(CheckFloatArray(d, {what, 3, /*need_contiguous=*/false}));
+  if (d.shape[0] != num_tokens || d.shape[1] != v.num_kv_heads || d.shape[2] != v.head_dim) {
     throw py::value_error(std::string(what) + " must be [" + std::to_string(num_tokens) + ", " +
                           std::to_string(v.num_kv_heads) + ", " + std::to_string(v.head_dim) +
-                          "], got " + ShapeString(a));
+                          "], got " + ShapeString(d));
   }
-  return a;
-}
-
-struct PageTable {
-  InArray<int32_t> indptr, indices, last_len;
-};
-
-void SetPageTable(PagedKVView* v, const PageTable& t) {
-  if (t.indptr.ndim() != 1 || t.indptr.size() < 1) {
-    throw py::value_error("page_indptr must be 1-D with batch_size + 1 entries");
-  }
-  const int64_t b = t.indptr.size() - 1;
-  if (t.last_len.size() != b) {
-    throw py::value_error("last_page_len has " + std::to_string(t.last_len.size()) +
-                          " entries, page_indptr implies batch_size " + std::to_string(b));
-  }
-  // The kernels trust the arrays to be as long as page_indptr says; only here are the lengths
-  // known.
-  const int32_t nnz = t.indptr.data()[b];
-  if (nnz < 0 || nnz > t.indices.size()) {
-    throw py::value_error("page_indptr[batch_size] = " + std::to_string(nnz) +
-                          " but page_indices has " + std::to_string(t.indices.size()) + " entries");
-  }
-  v->batch_size = static_cast<int32_t>(b);
-  v->page_indptr = t.indptr.data();
-  v->page_indices = t.indices.data();
-  v->last_page_len = t.last_len.data();
+  constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+  return py::array::ensure(py::module_::import("numpy").attr("asarray")(
+                               in, v.dtype == DType::kFp32 ? "float32" : "float16"),
+                           py::array::c_style | kAligned);
 }
 
 // Queries [T, Hq, head_dim], float32 or the cache's dtype; the output array of the same dtype.
-std::pair<py::array, py::array> QueryAndOut(const py::array& q, const PagedKVView& v,
+std::pair<py::array, py::array> QueryAndOut(const py::object& q_obj, const PagedKVView& v,
                                             const py::object& out) {
-  const DType qd = DTypeOfArray(q, "q");
+  const py::array q = AsArray(q_obj, "q");
+  const ArrayDesc qd_desc = Describe(q);
+  ThrowIfArgError(CheckFloatArray(qd_desc, {"q", 3, /*need_contiguous=*/false}));
+  const DType qd = FloatDType(qd_desc, "q");
   if (qd != DType::kFp32 && qd != v.dtype) {
     throw py::type_error("q must be float32 or the cache's dtype");
   }
-  if (q.ndim() != 3 || q.shape(2) != v.head_dim || q.shape(1) % v.num_kv_heads != 0) {
+  if (q.shape(2) != v.head_dim || q.shape(1) < 1 || q.shape(1) % v.num_kv_heads != 0 ||
+      q.shape(1) > INT32_MAX) {
     throw py::value_error("q must be [num_tokens, num_q_heads, " + std::to_string(v.head_dim) +
                           "] with num_q_heads a multiple of " + std::to_string(v.num_kv_heads) +
-                          ", got " + ShapeString(q));
+                          ", got " + ShapeString(qd_desc));
   }
-  py::array qc = py::array::ensure(q, py::array::c_style);
+  constexpr int kAligned = 0x0100;  // NPY_ARRAY_ALIGNED
+  py::array qc = py::array::ensure(q, py::array::c_style | kAligned);
   py::array o;
   if (out.is_none()) {
     o = py::array(q.dtype(), std::vector<py::ssize_t>{q.shape(0), q.shape(1), q.shape(2)});
   } else {
-    o = out.cast<py::array>();
-    if (!o.dtype().is(q.dtype()) || o.ndim() != 3 || o.shape(0) != q.shape(0) ||
-        o.shape(1) != q.shape(1) || o.shape(2) != q.shape(2) || !(o.flags() & py::array::c_style) ||
-        !o.writeable()) {
-      throw py::value_error("out must be a writeable C-contiguous array like q " + ShapeString(q));
+    o = AsArray(out, "out");
+    const ArrayDesc od = Describe(o);
+    ThrowIfArgError(CheckFloatArray(od, {"out", 3, /*need_contiguous=*/true,
+                                         /*need_writeable=*/true}));
+    if (!o.dtype().is(q.dtype()) || od.shape != qd_desc.shape) {
+      throw py::value_error("out must be a writeable C-contiguous array like q " +
+                            ShapeString(qd_desc));
     }
   }
   return {qc, o};
@@ -145,25 +127,37 @@ AttentionOptions MakeAttnOptions(float softmax_scale, int32_t window_tokens, Bac
   return o;
 }
 
-py::array NumpyAttention(const py::array& cache, int32_t layer_in_group, const py::array& q,
-                         const PageTable& table, const InArray<int32_t>* qo_indptr,
+// The page table is copied (arg_checks.h ReadPageTable) before the GIL is released, so the
+// kernel's own checks and its reads see the same values whatever other threads do.
+py::array NumpyAttention(const py::array& cache, int32_t layer_in_group, const py::object& q,
+                         const py::object& page_indptr, const py::object& page_indices,
+                         const py::object& last_page_len, const py::object* qo_indptr,
                          float softmax_scale, int32_t window_tokens, const py::object& out,
                          CpuWorkerPool* cpu_pool) {
   PagedKVView v = CacheView(cache, layer_in_group);
-  SetPageTable(&v, table);
+  PageTableArgs table;
+  ThrowIfArgError(ReadPageTable(Describe(AsArray(page_indptr, "page_indptr")),
+                                Describe(AsArray(page_indices, "page_indices")),
+                                Describe(AsArray(last_page_len, "last_page_len")), &table));
+  v.batch_size = static_cast<int32_t>(table.last_len.size());
+  v.page_indptr = table.indptr.data();
+  v.page_indices = table.indices.data();
+  v.last_page_len = table.last_len.data();
   auto [qc, o] = QueryAndOut(q, v, out);
   QueryBatch qb;
   qb.q = qc.data();
   qb.out = o.mutable_data();
-  qb.dtype = DTypeOfArray(qc, "q");
+  qb.dtype = FloatDType(Describe(qc), "q");
   qb.num_q_heads = static_cast<int32_t>(qc.shape(1));
   qb.num_tokens = qc.shape(0);
+  std::vector<int32_t> qo;
   if (qo_indptr != nullptr) {
-    if (qo_indptr->size() != v.batch_size + 1) {
+    qo = CopyInts<int32_t>(*qo_indptr, {"qo_indptr", Rank::kVector, INT32_MIN, INT32_MAX});
+    if (static_cast<int64_t>(qo.size()) != int64_t{v.batch_size} + 1) {
       throw py::value_error(
           "qo_indptr must have batch_size + 1 = " + std::to_string(v.batch_size + 1) + " entries");
     }
-    qb.qo_indptr = qo_indptr->data();
+    qb.qo_indptr = qo.data();
   }
   const AttentionOptions opts =
       MakeAttnOptions(softmax_scale, window_tokens, Backend::kCpu, cpu_pool, 0, 0);
@@ -177,22 +171,13 @@ py::array NumpyAttention(const py::array& cache, int32_t layer_in_group, const p
   return o;
 }
 
-// (src, dst) pairs as BlockCopy: an [n, 2] array of any integer type (CacheOps arrays are uint32).
+// (src, dst) pairs as BlockCopy: an [n, 2] integer array (CacheOps arrays are uint32, lists
+// int64), copied before the GIL is released.
 std::vector<BlockCopy> ToCopies(const py::object& pairs) {
-  InArray<int64_t> a = pairs.cast<InArray<int64_t>>();
-  if (a.size() == 0) return {};
-  if (a.ndim() != 2 || a.shape(1) != 2) {
-    throw py::value_error("pairs must be an [n, 2] array of (src, dst) block ids, got " +
-                          ShapeString(a));
-  }
-  std::vector<BlockCopy> out(static_cast<size_t>(a.shape(0)));
-  const int64_t* p = a.data();
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (p[2 * i] < 0 || p[2 * i] > INT32_MAX || p[2 * i + 1] < 0 || p[2 * i + 1] > INT32_MAX) {
-      throw py::value_error("pair " + std::to_string(i) + " has a block id out of range");
-    }
-    out[i] = {static_cast<int32_t>(p[2 * i]), static_cast<int32_t>(p[2 * i + 1])};
-  }
+  std::vector<std::pair<int32_t, int32_t>> read;
+  ThrowIfArgError(ReadBlockPairs(Describe(AsArray(pairs, "pairs")), &read));
+  std::vector<BlockCopy> out(read.size());
+  for (size_t i = 0; i < read.size(); ++i) out[i] = {read[i].first, read[i].second};
   return out;
 }
 
@@ -234,11 +219,14 @@ void BindAttention(py::module_& m) {
   // ---- CPU kernels on NumPy arrays --------------------------------------------------------------
   m.def(
       "write_kv",
-      [](py::array kv_cache, int32_t layer_in_group, const InArray<int64_t>& slot_mapping,
+      [](py::array kv_cache, int32_t layer_in_group, const py::object& slot_mapping,
          const py::object& key, const py::object& value) {
         PagedKVView v = CacheView(kv_cache, layer_in_group);
-        v.num_slots = slot_mapping.size();
-        v.slot_mapping = slot_mapping.data();
+        // A copy: the kernel checks every slot and then writes through the same values.
+        const std::vector<int64_t> slots =
+            CopyInts<int64_t>(slot_mapping, {"slot_mapping", Rank::kVector});
+        v.num_slots = static_cast<int64_t>(slots.size());
+        v.slot_mapping = slots.data();
         py::array k = KvRows(key, v, v.num_slots, "key");
         py::array val = KvRows(value, v, v.num_slots, "value");
         CacheOpOptions o = MakeOpOptions(Backend::kCpu, 0);
@@ -252,17 +240,17 @@ void BindAttention(py::module_& m) {
       py::arg("kv_cache"), py::arg("layer_in_group"), py::arg("slot_mapping"), py::arg("key"),
       py::arg("value"),
       "Stores key/value rows [T, num_kv_heads, head_dim] of one layer in their slots "
-      "(BatchLayout.slot_mapping; negative slots are skipped). ValueError naming the token for a "
-      "slot out of range (nothing is written then). Rows are converted to the cache's dtype.");
+      "(BatchLayout.slot_mapping, integers; negative slots are skipped). ValueError naming the "
+      "token for a slot out of range (nothing is written then). Rows are float arrays, "
+      "converted to the cache's dtype; TypeError for any other dtype.");
 
   m.def(
       "paged_attention_decode",
-      [](py::array kv_cache, int32_t layer_in_group, py::array q, InArray<int32_t> page_indptr,
-         InArray<int32_t> page_indices, InArray<int32_t> last_page_len, float softmax_scale,
+      [](py::array kv_cache, int32_t layer_in_group, py::object q, py::object page_indptr,
+         py::object page_indices, py::object last_page_len, float softmax_scale,
          int32_t window_tokens, py::object out, CpuWorkerPool* cpu_pool) {
-        return NumpyAttention(kv_cache, layer_in_group, q,
-                              {page_indptr, page_indices, last_page_len}, nullptr, softmax_scale,
-                              window_tokens, out, cpu_pool);
+        return NumpyAttention(kv_cache, layer_in_group, q, page_indptr, page_indices, last_page_len,
+                              nullptr, softmax_scale, window_tokens, out, cpu_pool);
       },
       py::arg("kv_cache"), py::arg("layer_in_group"), py::arg("q"), py::arg("page_indptr"),
       py::arg("page_indices"), py::arg("last_page_len"), py::kw_only(),
@@ -273,13 +261,11 @@ void BindAttention(py::module_& m) {
       "as q. softmax_scale 0 = 1/sqrt(head_dim); window_tokens 0 = no window.");
   m.def(
       "paged_attention_extend",
-      [](py::array kv_cache, int32_t layer_in_group, py::array q, InArray<int32_t> qo_indptr,
-         InArray<int32_t> page_indptr, InArray<int32_t> page_indices,
-         InArray<int32_t> last_page_len, float softmax_scale, int32_t window_tokens, py::object out,
-         CpuWorkerPool* cpu_pool) {
-        return NumpyAttention(kv_cache, layer_in_group, q,
-                              {page_indptr, page_indices, last_page_len}, &qo_indptr, softmax_scale,
-                              window_tokens, out, cpu_pool);
+      [](py::array kv_cache, int32_t layer_in_group, py::object q, py::object qo_indptr,
+         py::object page_indptr, py::object page_indices, py::object last_page_len,
+         float softmax_scale, int32_t window_tokens, py::object out, CpuWorkerPool* cpu_pool) {
+        return NumpyAttention(kv_cache, layer_in_group, q, page_indptr, page_indices, last_page_len,
+                              &qo_indptr, softmax_scale, window_tokens, out, cpu_pool);
       },
       py::arg("kv_cache"), py::arg("layer_in_group"), py::arg("q"), py::arg("qo_indptr"),
       py::arg("page_indptr"), py::arg("page_indices"), py::arg("last_page_len"), py::kw_only(),
@@ -291,10 +277,7 @@ void BindAttention(py::module_& m) {
   m.def(
       "copy_blocks",
       [](py::array kv_cache, const py::object& pairs) {
-        if (kv_cache.ndim() < 1 || !(kv_cache.flags() & py::array::c_style) ||
-            !kv_cache.writeable()) {
-          throw py::value_error("kv_cache must be a writeable C-contiguous pool array");
-        }
+        ThrowIfArgError(CheckPoolArray(Describe(kv_cache), "kv_cache", /*writeable=*/true));
         std::vector<BlockCopy> copies = ToCopies(pairs);
         const auto bytes = static_cast<uint64_t>(kv_cache.strides(0));
         absl::Status st;
@@ -311,23 +294,31 @@ void BindAttention(py::module_& m) {
   m.def(
       "swap_blocks",
       [](const py::array& src_cache, py::array dst_cache, const py::object& pairs) {
-        for (const py::array* a : {&src_cache, static_cast<const py::array*>(&dst_cache)}) {
-          if (a->ndim() < 1 || !(a->flags() & py::array::c_style)) {
-            throw py::value_error("pool arrays must be C-contiguous");
-          }
+        const ArrayDesc src = Describe(src_cache), dst = Describe(dst_cache);
+        ThrowIfArgError(CheckPoolArray(src, "src_cache", /*writeable=*/false));
+        ThrowIfArgError(CheckPoolArray(dst, "dst_cache", /*writeable=*/true));
+        if (src.kind != dst.kind || src.itemsize != dst.itemsize) {
+          throw py::type_error("src_cache is " + DTypeString(src) + " but dst_cache is " +
+                               DTypeString(dst) + "; swap between pools of one dtype");
         }
-        if (!dst_cache.writeable()) throw py::value_error("dst_cache must be writeable");
-        if (src_cache.strides(0) != dst_cache.strides(0)) {
+        if (src.strides[0] != dst.strides[0]) {
           throw py::value_error("src and dst pools have different block sizes in bytes");
+        }
+        // Two views of one buffer at different offsets would make the block copies overlap.
+        const auto* s0 = static_cast<const char*>(src.data);
+        const auto* d0 = static_cast<const char*>(dst.data);
+        const int64_t src_bytes = src.shape[0] * src.strides[0];
+        const int64_t dst_bytes = dst.shape[0] * dst.strides[0];
+        if (s0 != d0 && s0 < d0 + dst_bytes && d0 < s0 + src_bytes) {
+          throw py::value_error("src_cache and dst_cache overlap in memory; swap between pools");
         }
         std::vector<BlockCopy> copies = ToCopies(pairs);
         absl::Status st;
         {
           py::gil_scoped_release release;
-          st = SwapBlocks(src_cache.data(), static_cast<int32_t>(src_cache.shape(0)),
-                          dst_cache.mutable_data(), static_cast<int32_t>(dst_cache.shape(0)),
-                          static_cast<uint64_t>(src_cache.strides(0)), copies,
-                          MakeOpOptions(Backend::kCpu, 0));
+          st = SwapBlocks(src.data, static_cast<int32_t>(src.shape[0]), const_cast<void*>(dst.data),
+                          static_cast<int32_t>(dst.shape[0]), static_cast<uint64_t>(src.strides[0]),
+                          copies, MakeOpOptions(Backend::kCpu, 0));
         }
         ThrowIfError(st);
       },

@@ -1,5 +1,5 @@
-// Bindings of block_manager/: BlockManager and its per-step outputs (CacheOps, BatchLayout) as
-// NumPy arrays, statistics and block tables.
+// Bindings of block_manager/: the BlockManager class (its value types, statistics, block tables
+// and per-step outputs CacheOps and BatchLayout are in block_manager_values_bindings.cc).
 //
 // Array lifetimes (also in docs/python.md):
 //   - take_cache_ops() and build_batch() return a NEW Python object that owns its buffers; its
@@ -71,39 +71,38 @@ py::dtype NumpyDType(DType d) {
   return py::dtype("uint8");
 }
 
-// Batch entries from array-likes, into a buffer reused across calls (the GIL serializes them).
-absl::Span<const BatchEntry> MakeEntries(const InArray<uint64_t>& seq_ids,
-                                         const InArray<int32_t>& num_new_tokens,
+// Batch entries from array-likes (checked by arg_checks.h: integers only, no duplicate ids, counts
+// >= 0), into a buffer reused across calls (the GIL serializes them).
+absl::Span<const BatchEntry> MakeEntries(const py::object& seq_ids,
+                                         const py::object& num_new_tokens,
                                          const py::object& num_context_tokens) {
-  static std::vector<BatchEntry>* entries = new std::vector<BatchEntry>();
-  const py::ssize_t n = seq_ids.size();
-  const bool scalar_new = num_new_tokens.ndim() == 0;
-  if (!scalar_new && num_new_tokens.size() != n) {
-    throw py::value_error("num_new_tokens has " + std::to_string(num_new_tokens.size()) +
-                          " entries for " + std::to_string(n) +
-                          " sequences; pass one per sequence or a single int");
-  }
-  std::optional<InArray<int32_t>> context;
+  static auto* entries = new std::vector<BatchEntry>();
+  static auto* args = new BatchEntryArgs();
+  const py::array ids = AsArray(seq_ids, "seq_ids");
+  const py::array news = AsArray(num_new_tokens, "num_new_tokens");
+  py::array context;
+  ArrayDesc context_desc;
   if (!num_context_tokens.is_none()) {
-    context = num_context_tokens.cast<InArray<int32_t>>();
-    if (context->ndim() != 0 && context->size() != n) {
-      throw py::value_error("num_context_tokens has " + std::to_string(context->size()) +
-                            " entries for " + std::to_string(n) + " sequences");
-    }
+    context = AsArray(num_context_tokens, "num_context_tokens");
+    context_desc = Describe(context);
   }
-  entries->resize(static_cast<size_t>(n));
-  const uint64_t* ids = seq_ids.data();
-  const int32_t* nn = num_new_tokens.data();
-  const int32_t* nc = context ? context->data() : nullptr;
-  const bool scalar_ctx = context && context->ndim() == 0;
-  for (py::ssize_t i = 0; i < n; ++i) {
+  ThrowIfArgError(ReadBatchEntries(Describe(ids), Describe(news),
+                                   num_context_tokens.is_none() ? nullptr : &context_desc, args));
+  const size_t n = args->seq_ids.size();
+  entries->resize(n);
+  for (size_t i = 0; i < n; ++i) {
     BatchEntry& e = (*entries)[i];
-    e.seq_id = ids[i];
-    e.num_new_tokens = scalar_new ? nn[0] : nn[i];
-    e.num_context_tokens = nc == nullptr ? -1 : (scalar_ctx ? nc[0] : nc[i]);
+    e.seq_id = args->seq_ids[i];
+    e.num_new_tokens = args->num_new_tokens[i];
+    e.num_context_tokens = args->num_context_tokens[i];
   }
   return absl::MakeConstSpan(*entries);
 }
+
+// Integer arguments of the manager's calls (arg_checks.h): token ids are int32, sequence ids
+// uint64, computed-token counts int64; anything else is refused, never cast.
+IntSpec Tokens(std::string_view name, Rank rank = Rank::kVector) { return {name, rank}; }
+IntSpec SeqIds(std::string_view name, Rank rank = Rank::kVector) { return {name, rank}; }
 
 // Each build_batch returns a new BatchLayout (its arrays may outlive the call), so its vectors
 // start empty; growing them by doubling cost several reallocations and copies per call. The
@@ -149,240 +148,7 @@ Not thread-safe: one owner serializes calls.)doc";
 }  // namespace
 
 void BindBlockManager(py::module_& m) {
-  py::enum_<EvictionPriority>(m, "EvictionPriority",
-                              "How released prefix-cache pages join the LRU: LOW is evicted "
-                              "first.")
-      .value("NORMAL", EvictionPriority::kNormal)
-      .value("LOW", EvictionPriority::kLow);
-
-  py::class_<AdmitInfo>(m, "AdmitInfo", "What admitting a prompt would take or took.")
-      .def_readonly("can_admit", &AdmitInfo::can_admit)
-      .def_readonly("num_cached_tokens", &AdmitInfo::num_cached_tokens,
-                    "prompt tokens served by prefix-cache pages")
-      .def_readonly("num_new_blocks", &AdmitInfo::num_new_blocks)
-      .def_readonly("num_host_hit_pages", &AdmitInfo::num_host_hit_pages)
-      .def_readonly("num_remote_hit_pages", &AdmitInfo::num_remote_hit_pages)
-      .def("__repr__", [](const AdmitInfo& a) {
-        return "AdmitInfo(can_admit=" + std::string(a.can_admit ? "True" : "False") +
-               ", num_cached_tokens=" + std::to_string(a.num_cached_tokens) +
-               ", num_new_blocks=" + std::to_string(a.num_new_blocks) +
-               ", num_host_hit_pages=" + std::to_string(a.num_host_hit_pages) + ")";
-      });
-
-  py::class_<GroupInfo>(m, "GroupInfo", "One KV group as the manager built it.")
-      .def_readonly("group", &GroupInfo::group)
-      .def_readonly("bytes_per_block", &GroupInfo::bytes_per_block)
-      .def_readonly("gpu_num_blocks", &GroupInfo::gpu_num_blocks)
-      .def_readonly("host_num_blocks", &GroupInfo::host_num_blocks);
-
-  py::class_<LayerLocation>(m, "LayerLocation", "Where a model layer's K/V lives.")
-      .def_readonly("group", &LayerLocation::group)
-      .def_readonly("layer_in_group", &LayerLocation::layer_in_group)
-      .def("__repr__", [](const LayerLocation& l) {
-        return "LayerLocation(group=" + std::to_string(l.group) +
-               ", layer_in_group=" + std::to_string(l.layer_in_group) + ")";
-      });
-
-  py::class_<RemoteTierStats>(m, "RemoteTierStats",
-                              "Counters of the remote tier (see remote_tier.h for each field).")
-      .def_readonly("lookups", &RemoteTierStats::lookups)
-      .def_readonly("lookups_skipped", &RemoteTierStats::lookups_skipped)
-      .def_readonly("lookup_pages", &RemoteTierStats::lookup_pages)
-      .def_readonly("hit_pages", &RemoteTierStats::hit_pages)
-      .def_readonly("miss_missing", &RemoteTierStats::miss_missing)
-      .def_readonly("miss_timeout", &RemoteTierStats::miss_timeout)
-      .def_readonly("miss_error", &RemoteTierStats::miss_error)
-      .def_readonly("miss_corrupt", &RemoteTierStats::miss_corrupt)
-      .def_readonly("miss_foreign", &RemoteTierStats::miss_foreign)
-      .def_readonly("bytes_read", &RemoteTierStats::bytes_read)
-      .def_readonly("writes_queued", &RemoteTierStats::writes_queued)
-      .def_readonly("writes_done", &RemoteTierStats::writes_done)
-      .def_readonly("writes_dropped", &RemoteTierStats::writes_dropped)
-      .def_readonly("write_errors", &RemoteTierStats::write_errors)
-      .def_readonly("bytes_written", &RemoteTierStats::bytes_written)
-      .def_readonly("queue_bytes", &RemoteTierStats::queue_bytes);
-
-  py::class_<SequenceStats>(m, "SequenceStats")
-      .def_readonly("seq_id", &SequenceStats::seq_id)
-      .def_readonly("num_tokens", &SequenceStats::num_tokens)
-      .def_readonly("num_computed_tokens", &SequenceStats::num_computed_tokens)
-      .def_readonly("num_encoder_tokens", &SequenceStats::num_encoder_tokens)
-      .def_readonly("num_pages", &SequenceStats::num_pages)
-      .def_readonly("num_shared_pages", &SequenceStats::num_shared_pages)
-      .def_readonly("swapped_out", &SequenceStats::swapped_out)
-      .def(py::self == py::self);
-
-  py::class_<GroupPoolStats>(m, "GroupPoolStats", "Block counts of one group's pools.")
-      .def_readonly("group", &GroupPoolStats::group)
-      .def_readonly("gpu_num_blocks", &GroupPoolStats::gpu_num_blocks)
-      .def_readonly("gpu_free_blocks", &GroupPoolStats::gpu_free_blocks)
-      .def_readonly("gpu_cached_blocks", &GroupPoolStats::gpu_cached_blocks)
-      .def_readonly("gpu_in_use_blocks", &GroupPoolStats::gpu_in_use_blocks)
-      .def_readonly("host_num_blocks", &GroupPoolStats::host_num_blocks)
-      .def_readonly("host_free_blocks", &GroupPoolStats::host_free_blocks)
-      .def_readonly("host_cached_blocks", &GroupPoolStats::host_cached_blocks)
-      .def_readonly("host_in_use_blocks", &GroupPoolStats::host_in_use_blocks)
-      .def(py::self == py::self);
-
-  py::class_<BlockManagerStats>(m, "BlockManagerStats",
-                                "Global statistics (see block_manager_stats.h for each field).")
-      .def_readonly("num_sequences", &BlockManagerStats::num_sequences)
-      .def_readonly("num_swapped_sequences", &BlockManagerStats::num_swapped_sequences)
-      .def_readonly("tokens_stored", &BlockManagerStats::tokens_stored)
-      .def_readonly("slots_allocated", &BlockManagerStats::slots_allocated)
-      .def_readonly("internal_fragmentation_slots",
-                    &BlockManagerStats::internal_fragmentation_slots)
-      .def_readonly("pages_saved_by_sharing", &BlockManagerStats::pages_saved_by_sharing)
-      .def_readonly("prefix_query_pages", &BlockManagerStats::prefix_query_pages)
-      .def_readonly("prefix_hit_pages", &BlockManagerStats::prefix_hit_pages)
-      .def_readonly("prefix_host_hit_pages", &BlockManagerStats::prefix_host_hit_pages)
-      .def_readonly("prefix_remote_hit_pages", &BlockManagerStats::prefix_remote_hit_pages)
-      .def_readonly("prefix_hit_rate", &BlockManagerStats::prefix_hit_rate)
-      .def_readonly("swap_out_bytes", &BlockManagerStats::swap_out_bytes)
-      .def_readonly("swap_in_bytes", &BlockManagerStats::swap_in_bytes)
-      .def_readonly("copy_bytes", &BlockManagerStats::copy_bytes)
-      .def_readonly("cow_copies", &BlockManagerStats::cow_copies)
-      .def_readonly("host_offloads", &BlockManagerStats::host_offloads)
-      .def_readonly("groups", &BlockManagerStats::groups)
-      .def(py::self == py::self);
-
-  py::class_<BlockTable>(m, "BlockTable",
-                         "A copy of one sequence's block table in one group (taken by "
-                         "BlockManager.block_table; later mutations do not change it).")
-      .def_property_readonly(
-          "blocks",
-          [](py::object self) {
-            const BlockTable& t = self.cast<const BlockTable&>();
-            return py::array_t<uint32_t>({static_cast<py::ssize_t>(t.blocks().size())},
-                                         {static_cast<py::ssize_t>(sizeof(BlockId))},
-                                         t.blocks().data(), self);
-          },
-          "uint32 block id per page, in token order; 0xFFFFFFFF for pages a sliding window "
-          "released.")
-      .def_property_readonly("num_tokens", &BlockTable::num_tokens)
-      .def_property_readonly("num_pages", &BlockTable::num_pages)
-      .def_property_readonly("first_live_page", &BlockTable::first_live_page)
-      .def_property_readonly("num_live_pages", &BlockTable::num_live_pages)
-      .def_property_readonly("tier", &BlockTable::tier)
-      .def("slot", &BlockTable::Slot, py::arg("token_index"), py::arg("block_size"),
-           "block_id * block_size + offset of a token.")
-      .def("__len__", &BlockTable::num_pages);
-
-  // ---- CacheOps --------------------------------------------------------------------------------
-  py::class_<GroupCacheOps>(m, "GroupCacheOps",
-                            "The movements of one KV group. swap_out / swap_in / copies are "
-                            "[n, 2] uint32 arrays of (src, dst) block ids, zero-copy views that "
-                            "keep their CacheOps alive.")
-      .def_readonly("group", &GroupCacheOps::group)
-      .def_readonly("bytes_per_block", &GroupCacheOps::bytes_per_block)
-      .def_property_readonly(
-          "swap_out",
-          [](py::object self) {
-            return PairView(self.cast<const GroupCacheOps&>().swap_out, self);
-          },
-          "GPU block -> host block")
-      .def_property_readonly(
-          "swap_in",
-          [](py::object self) { return PairView(self.cast<const GroupCacheOps&>().swap_in, self); },
-          "host block -> GPU block")
-      .def_property_readonly(
-          "copies",
-          [](py::object self) { return PairView(self.cast<const GroupCacheOps&>().copies, self); },
-          "GPU block -> GPU block (copy-on-write)")
-      .def("empty", &GroupCacheOps::empty)
-      .def("swap_out_bytes", &GroupCacheOps::swap_out_bytes)
-      .def("swap_in_bytes", &GroupCacheOps::swap_in_bytes)
-      .def("copy_bytes", &GroupCacheOps::copy_bytes);
-
-  py::class_<CacheOps>(m, "CacheOps",
-                       "Every memory movement the next step must execute before the model runs, "
-                       "one GroupCacheOps per KV group. Order: all swap_out, then swap_in, then "
-                       "copies.")
-      .def(py::init<>())
-      .def_property_readonly(
-          "groups",
-          [](py::object self) {
-            CacheOps& ops = self.cast<CacheOps&>();
-            py::list groups;
-            for (GroupCacheOps& g : ops.groups) {
-              groups.append(py::cast(&g, py::return_value_policy::reference_internal, self));
-            }
-            return groups;
-          },
-          "One GroupCacheOps per group (index = group id).")
-      .def("empty", &CacheOps::empty)
-      .def("swap_out_bytes", &CacheOps::swap_out_bytes)
-      .def("swap_in_bytes", &CacheOps::swap_in_bytes)
-      .def("copy_bytes", &CacheOps::copy_bytes)
-      .def("total_bytes", &CacheOps::total_bytes)
-      .def("__bool__", [](const CacheOps& ops) { return !ops.empty(); })
-      .def("__repr__", [](const CacheOps& ops) {
-        size_t out = 0, in = 0, copies = 0;
-        for (const GroupCacheOps& g : ops.groups) {
-          out += g.swap_out.size();
-          in += g.swap_in.size();
-          copies += g.copies.size();
-        }
-        return "CacheOps(groups=" + std::to_string(ops.groups.size()) +
-               ", swap_out=" + std::to_string(out) + ", swap_in=" + std::to_string(in) +
-               ", copies=" + std::to_string(copies) + ")";
-      });
-
-  // ---- BatchLayout ------------------------------------------------------------------------------
-  py::class_<BatchLayout>(m, "BatchLayout",
-                          "CSR page table of one batch for one KV group plus the slots of the "
-                          "step's new tokens (built by BlockManager.build_batch). Arrays are "
-                          "zero-copy views that keep this object alive; int32 except "
-                          "slot_mapping (int64).")
-      .def_readonly("group", &BatchLayout::group)
-      .def_readonly("block_size", &BatchLayout::block_size)
-      .def_property_readonly("batch_size", &BatchLayout::batch_size)
-      .def_property_readonly("num_pages", &BatchLayout::num_pages)
-      .def_property_readonly("num_new_tokens", &BatchLayout::num_new_tokens)
-      .def("__repr__",
-           [](const BatchLayout& l) {
-             return "BatchLayout(group=" + std::to_string(l.group) +
-                    ", block_size=" + std::to_string(l.block_size) +
-                    ", batch_size=" + std::to_string(l.batch_size()) +
-                    ", num_pages=" + std::to_string(l.num_pages()) +
-                    ", num_new_tokens=" + std::to_string(l.num_new_tokens()) + ")";
-           })
-      .def_property_readonly(
-          "page_indptr",
-          [](py::object self) {
-            return VectorView(self.cast<const BatchLayout&>().page_indptr, self);
-          },
-          "[B + 1] pages of entry b are page_indices[page_indptr[b]:page_indptr[b + 1]]")
-      .def_property_readonly(
-          "page_indices",
-          [](py::object self) {
-            return VectorView(self.cast<const BatchLayout&>().page_indices, self);
-          },
-          "[nnz] block ids in token order")
-      .def_property_readonly(
-          "last_page_len",
-          [](py::object self) {
-            return VectorView(self.cast<const BatchLayout&>().last_page_len, self);
-          },
-          "[B] tokens in each entry's last page (0 for an entry with no pages)")
-      .def_property_readonly(
-          "first_page_token",
-          [](py::object self) {
-            return VectorView(self.cast<const BatchLayout&>().first_page_token, self);
-          },
-          "[B] token index at which the first listed page starts (sliding windows)")
-      .def_property_readonly(
-          "query_indptr",
-          [](py::object self) {
-            return VectorView(self.cast<const BatchLayout&>().query_indptr, self);
-          },
-          "[B + 1] new tokens of entry b are slot_mapping[query_indptr[b]:query_indptr[b + 1]]")
-      .def_property_readonly(
-          "slot_mapping",
-          [](py::object self) {
-            return VectorView(self.cast<const BatchLayout&>().slot_mapping, self);
-          },
-          "[T] int64 slot of each new token (block_id * block_size + offset; < 0 = skip)");
+  BindBlockManagerValues(m);
 
   // ---- BlockManager -----------------------------------------------------------------------------
   py::class_<BlockManager, std::unique_ptr<BlockManager>>(m, "BlockManager", kBlockManagerDoc)
@@ -464,9 +230,10 @@ void BindBlockManager(py::module_& m) {
       // Admission
       .def(
           "can_admit",
-          [](const BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
+          [](const BlockManager& bm, const py::object& prompt, uint64_t extra_key,
              EvictionPriority priority, std::optional<uint64_t> encoder_key) {
-            return bm.CanAdmit(AsSpan(prompt), MakeSeqOptions(extra_key, priority, encoder_key));
+            const IntArg<int32_t> ids(prompt, Tokens("prompt"));
+            return bm.CanAdmit(ids.span(), MakeSeqOptions(extra_key, priority, encoder_key));
           },
           py::arg("prompt"), py::arg("extra_key") = 0,
           py::arg("priority") = EvictionPriority::kNormal, py::arg("encoder_key") = py::none(),
@@ -474,10 +241,11 @@ void BindBlockManager(py::module_& m) {
           "pages only) without taking them.")
       .def(
           "add_sequence",
-          [](BlockManager& bm, SeqId seq, const InArray<int32_t>& prompt, uint64_t extra_key,
+          [](BlockManager& bm, SeqId seq, const py::object& prompt, uint64_t extra_key,
              EvictionPriority priority, std::optional<uint64_t> encoder_key) {
-            return ValueOrThrow(bm.AddSequence(seq, AsSpan(prompt),
-                                               MakeSeqOptions(extra_key, priority, encoder_key)));
+            const IntArg<int32_t> ids(prompt, Tokens("prompt"));
+            return ValueOrThrow(
+                bm.AddSequence(seq, ids.span(), MakeSeqOptions(extra_key, priority, encoder_key)));
           },
           py::arg("seq_id"), py::arg("prompt"), py::arg("extra_key") = 0,
           py::arg("priority") = EvictionPriority::kNormal, py::arg("encoder_key") = py::none(),
@@ -496,8 +264,10 @@ void BindBlockManager(py::module_& m) {
           "current count or above the length); KeyError for an unknown id.")
       .def(
           "mark_computed_batch",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs, const InArray<int64_t>& counts) {
-            ThrowIfError(bm.MarkComputedBatch(AsSpan(seqs), AsSpan(counts)));
+          [](BlockManager& bm, const py::object& seqs, const py::object& counts) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids"));
+            const IntArg<int64_t> n(counts, {"num_computed_tokens", Rank::kVector});
+            ThrowIfError(bm.MarkComputedBatch(ids.span(), n.span()));
           },
           py::arg("seq_ids"), py::arg("num_computed_tokens"),
           "mark_computed for one step's sequences, all or nothing.")
@@ -508,16 +278,19 @@ void BindBlockManager(py::module_& m) {
       // Growth
       .def(
           "append_tokens",
-          [](BlockManager& bm, SeqId seq, const InArray<int32_t>& tokens) {
-            ThrowIfError(bm.AppendTokens(seq, AsSpan(tokens)));
+          [](BlockManager& bm, SeqId seq, const py::object& tokens) {
+            const IntArg<int32_t> ids(tokens, Tokens("tokens", Rank::kScalarOrVector));
+            ThrowIfError(bm.AppendTokens(seq, ids.span()));
           },
           py::arg("seq_id"), py::arg("tokens"),
           "Appends token ids (an int or an array-like) to one sequence; copy-on-write of a "
           "shared last page is recorded in the next CacheOps.")
       .def(
           "append_token_batch",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs, const InArray<int32_t>& tokens) {
-            ThrowIfError(bm.AppendTokenBatch(AsSpan(seqs), AsSpan(tokens)));
+          [](BlockManager& bm, const py::object& seqs, const py::object& tokens) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            const IntArg<int32_t> toks(tokens, Tokens("tokens", Rank::kScalarOrVector));
+            ThrowIfError(bm.AppendTokenBatch(ids.span(), toks.span()));
           },
           py::arg("seq_ids"), py::arg("tokens"),
           "One decode step: appends tokens[i] to seq_ids[i] for every i, all or nothing. The "
@@ -540,8 +313,10 @@ void BindBlockManager(py::module_& m) {
           "The child shares every page of the parent (no data moves until a write).")
       .def(
           "reorder_beams",
-          [](BlockManager& bm, const InArray<uint64_t>& beams, const InArray<int32_t>& parents) {
-            ThrowIfError(bm.ReorderBeams(AsSpan(beams), AsSpan(parents)));
+          [](BlockManager& bm, const py::object& beams, const py::object& parents) {
+            const IntArg<uint64_t> ids(beams, SeqIds("beams"));
+            const IntArg<int32_t> index(parents, {"parent_indices", Rank::kVector});
+            ThrowIfError(bm.ReorderBeams(ids.span(), index.span()));
           },
           py::arg("beams"), py::arg("parent_indices"),
           "Beam step: beam i continues old beam parent_indices[i] (an index into `beams`).")
@@ -556,20 +331,23 @@ void BindBlockManager(py::module_& m) {
       // Swap
       .def(
           "swap_out",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs) {
-            ThrowIfError(bm.SwapOut(AsSpan(seqs)));
+          [](BlockManager& bm, const py::object& seqs) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            ThrowIfError(bm.SwapOut(ids.span()));
           },
           py::arg("seq_ids"), "Moves the sequences' pages to the host tier (an id or a list).")
       .def(
           "swap_in",
-          [](BlockManager& bm, const InArray<uint64_t>& seqs) {
-            ThrowIfError(bm.SwapIn(AsSpan(seqs)));
+          [](BlockManager& bm, const py::object& seqs) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            ThrowIfError(bm.SwapIn(ids.span()));
           },
           py::arg("seq_ids"), "Brings swapped-out sequences back to GPU pages.")
       .def(
           "can_swap_in",
-          [](const BlockManager& bm, const InArray<uint64_t>& seqs) {
-            return bm.CanSwapIn(AsSpan(seqs));
+          [](const BlockManager& bm, const py::object& seqs) {
+            const IntArg<uint64_t> ids(seqs, SeqIds("seq_ids", Rank::kScalarOrVector));
+            return bm.CanSwapIn(ids.span());
           },
           py::arg("seq_ids"), "True when swap_in(seq_ids) would succeed now.")
       // Encoder-decoder
@@ -589,10 +367,11 @@ void BindBlockManager(py::module_& m) {
           py::arg("seq_id"), py::arg("priority"))
       .def(
           "touch_prefix",
-          [](BlockManager& bm, const InArray<int32_t>& prompt, uint64_t extra_key,
+          [](BlockManager& bm, const py::object& prompt, uint64_t extra_key,
              std::optional<uint64_t> encoder_key) {
+            const IntArg<int32_t> ids(prompt, Tokens("prompt"));
             return bm.TouchPrefix(
-                AsSpan(prompt), MakeSeqOptions(extra_key, EvictionPriority::kNormal, encoder_key));
+                ids.span(), MakeSeqOptions(extra_key, EvictionPriority::kNormal, encoder_key));
           },
           py::arg("prompt"), py::arg("extra_key") = 0, py::arg("encoder_key") = py::none(),
           "Marks the cached pages of this prompt's prefix most recently used; returns how many "
@@ -609,9 +388,8 @@ void BindBlockManager(py::module_& m) {
           "once per step, before executing the ops and running the model.")
       .def(
           "build_batch",
-          [](const BlockManager& bm, const InArray<uint64_t>& seq_ids,
-             const InArray<int32_t>& num_new_tokens, const py::object& num_context_tokens,
-             int32_t group) {
+          [](const BlockManager& bm, const py::object& seq_ids, const py::object& num_new_tokens,
+             const py::object& num_context_tokens, int32_t group) {
             absl::Span<const BatchEntry> entries =
                 MakeEntries(seq_ids, num_new_tokens, num_context_tokens);
             auto layout = std::make_unique<BatchLayout>();
@@ -625,7 +403,8 @@ void BindBlockManager(py::module_& m) {
           "The batch's page table for one KV group, as a new BatchLayout (NumPy arrays, "
           "zero-copy views of buffers the layout owns). num_new_tokens: an int or one per "
           "sequence (1 = decode, the chunk length for prefill); num_context_tokens: None (all "
-          "tokens) or one per sequence (chunked prefill).")
+          "tokens), an int or one per sequence (chunked prefill), each >= 0. ValueError for a "
+          "sequence listed twice.")
       // Queries
       .def("contains", &BlockManager::Contains, py::arg("seq_id"), "Is the sequence known?")
       .def("__contains__", &BlockManager::Contains, py::arg("seq_id"))

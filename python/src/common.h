@@ -39,6 +39,7 @@ T ValueOrThrow(absl::StatusOr<T>&& result) {
 void BindCore(py::module_& m);
 void BindAllocator(py::module_& m);
 void BindBlockManager(py::module_& m);
+void BindBlockManagerValues(py::module_& m);  // called by BindBlockManager
 void BindAttention(py::module_& m);
 void BindScheduler(py::module_& m);
 

@@ -25,9 +25,24 @@ LayerSpec ToLayerSpec(const py::handle& h) {
 }
 
 std::vector<LayerSpec> ToLayers(const py::object& layers, int32_t num_layers) {
+  // The cap of ModelSpec::Validate, checked before anything is allocated for the layers.
+  if (num_layers > ModelSpec::kMaxLayers) {
+    throw py::value_error("num_layers=" + std::to_string(num_layers) + " exceeds the limit of " +
+                          std::to_string(ModelSpec::kMaxLayers) + " layers");
+  }
   std::vector<LayerSpec> out;
   if (!layers.is_none()) {
-    for (const py::handle& h : layers) out.push_back(ToLayerSpec(h));
+    if (py::hasattr(layers, "__len__") && py::len(layers) > ModelSpec::kMaxLayers) {
+      throw py::value_error(std::to_string(py::len(layers)) + " layers exceed the limit of " +
+                            std::to_string(ModelSpec::kMaxLayers));
+    }
+    for (const py::handle& h : layers) {
+      if (out.size() >= static_cast<size_t>(ModelSpec::kMaxLayers)) {
+        throw py::value_error("more layers than the limit of " +
+                              std::to_string(ModelSpec::kMaxLayers));
+      }
+      out.push_back(ToLayerSpec(h));
+    }
     if (num_layers >= 0 && static_cast<int32_t>(out.size()) != num_layers) {
       throw py::value_error("num_layers=" + std::to_string(num_layers) + " but " +
                             std::to_string(out.size()) +
@@ -198,8 +213,9 @@ void BindCore(py::module_& m) {
       "The shared KV tier below host (CacheConfig.remote): a Redis server or cluster.\n\n"
       "    cfg.remote.url = 'redis+cluster://10.0.0.5:7000,10.0.0.6:7000'")
       .def(py::init<>())
-      .def_readwrite("url", &RemoteTierConfig::url,
-                     "redis://HOST:PORT, redis+cluster://HOST:PORT[,...] or memory://NAME; '' = off")
+      .def_readwrite(
+          "url", &RemoteTierConfig::url,
+          "redis://HOST:PORT, redis+cluster://HOST:PORT[,...] or memory://NAME; '' = off")
       .def_readwrite("timeout_us", &RemoteTierConfig::timeout_us,
                      "deadline of one lookup round trip and one write batch, microseconds")
       .def_readwrite("ttl_seconds", &RemoteTierConfig::ttl_seconds, "expiry; 0 = never")

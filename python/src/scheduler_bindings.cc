@@ -116,8 +116,9 @@ void BindScheduler(py::module_& m) {
       .def_property_readonly("kind", &KvCachePolicy::kind)
       .def(
           "can_admit",
-          [](KvCachePolicy& p, const AdmitRequest& r, const InArray<int32_t>& tokens) {
-            return p.CanAdmit(r, AsSpan(tokens));
+          [](KvCachePolicy& p, const AdmitRequest& r, const py::object& tokens) {
+            const IntArg<int32_t> ids(tokens, {"tokens", Rank::kVector});
+            return p.CanAdmit(r, ids.span());
           },
           py::arg("request"), py::arg("tokens"))
       .def("can_append", &KvCachePolicy::CanAppend, py::arg("seq_id"), py::arg("num_tokens") = 1)
@@ -212,6 +213,15 @@ void BindScheduler(py::module_& m) {
       .def_readonly("preempted_requests", &SchedulerOutput::preempted_requests)
       .def_readonly("swapped_in_requests", &SchedulerOutput::swapped_in_requests)
       .def_readonly("rejected_requests", &SchedulerOutput::rejected_requests)
+      .def_property_readonly(
+          "rejection_causes",
+          [](const SchedulerOutput& o) {
+            std::vector<std::string> causes;
+            for (RejectCause c : o.rejection_causes) causes.emplace_back(RejectCauseName(c));
+            return causes;
+          },
+          "why each of rejected_requests was rejected: 'too_long', 'memory', 'watermark', "
+          "'token_budget' or 'max_num_seqs'")
       .def_readonly("finished_requests", &SchedulerOutput::finished_requests)
       .def_readonly("num_batched_tokens", &SchedulerOutput::num_batched_tokens)
       .def_readonly("num_prefill_tokens", &SchedulerOutput::num_prefill_tokens)
@@ -267,7 +277,9 @@ void BindScheduler(py::module_& m) {
           },
           py::arg("out"), py::arg("tokens"), py::arg("beams") = py::none(),
           "Applies the sampled tokens: out.scheduled[i].num_samples per entry, flattened. "
-          "beams: {request_id: [parent index of each new beam]} for beam-search requests.")
+          "beams: {request_id: [parent index of each new beam]} for beam-search requests. "
+          "ValueError (nothing changes) when `out` is not the last step()'s output or was "
+          "already completed, or when the tokens or beams do not match it.")
       .def("has_work", &Scheduler::HasWork)
       .def_property_readonly("num_waiting", &Scheduler::num_waiting)
       .def_property_readonly("num_running", &Scheduler::num_running)
@@ -406,16 +418,33 @@ void BindScheduler(py::module_& m) {
   m.def(
       "simulate",
       [](const Workload& w, const SimulatorConfig& c) {
+        // Copies taken with the GIL held: another thread may replace w.requests (or change the
+        // config) while the simulation runs without the GIL; it reads only its own copies.
+        const Workload workload = w;
+        SimulatorConfig config = c;
+        ThrowIfError(workload.Validate());
+        // Ctrl-C: the run polls for signals now and then (briefly taking the GIL); a handler that
+        // raises (KeyboardInterrupt) stops it and its exception propagates.
+        config.progress = nullptr;
+        config.cancel = [] {
+          py::gil_scoped_acquire gil;
+          return PyErr_CheckSignals() != 0;
+        };
         absl::StatusOr<PolicyRunResult> r;
         {
           py::gil_scoped_release release;
-          r = Simulate(w, c);
+          r = Simulate(workload, config);
+        }
+        if (absl::IsCancelled(r.status()) && PyErr_Occurred() != nullptr) {
+          throw py::error_already_set();
         }
         return ValueOrThrow(std::move(r));
       },
       py::arg("workload"), py::arg("config"),
       "Replays the workload through the Scheduler on a virtual clock (GPU memory is metadata "
-      "only).");
+      "only). ValueError for an invalid workload (Workload.validate(): NaN, negative or unsorted "
+      "arrivals, bad lengths); Ctrl-C interrupts it (KeyboardInterrupt). The GIL is released "
+      "while it runs, on copies of the workload and config.");
 }
 
 }  // namespace pagedkv::python

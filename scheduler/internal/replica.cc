@@ -66,7 +66,7 @@ Replica::Replica(int32_t id, const SimulatorConfig& config, Shared shared,
   last_row_.capacity_tokens = policy_->MemoryStats(nullptr).capacity_tokens;
 }
 
-absl::Status Replica::Enqueue(size_t record, std::vector<TokenId> prompt) {
+absl::Status Replica::Enqueue(size_t record) {
   const Request& r = shared_.workload->requests[record];
   RequestRecord& rec = (*shared_.records)[record];
   rec.replica = id_;
@@ -75,12 +75,12 @@ absl::Status Replica::Enqueue(size_t record, std::vector<TokenId> prompt) {
   sr.max_output_tokens = r.output_tokens;
   sr.num_samples = r.num_samples;
   sr.beam_width = r.beam_width;
-  if (shared_.remote != nullptr) {
-    sr.prompt = prompt;
-    remote_pending_[r.request_id] = std::move(prompt);
-  } else {
-    sr.prompt = std::move(prompt);
-  }
+  // Lazy: a waiting request holds no token ids (an overloaded run queues most of the workload).
+  sr.prompt_len = r.prompt_tokens;
+  sr.prompt_source = [request = &r, block_size = config_.block_size_tokens] {
+    return PromptTokenIds(*request, block_size);
+  };
+  if (shared_.remote != nullptr) remote_pending_.insert(r.request_id);
   const bool was_idle = !sched_->HasWork() || blocked_;
   PAGEDKV_RETURN_IF_ERROR(sched_->AddRequest(std::move(sr)));
   index_[r.request_id] = record;
@@ -99,11 +99,12 @@ absl::Status Replica::Enqueue(size_t record, std::vector<TokenId> prompt) {
 absl::StatusOr<Replica::StepResult> Replica::Step(bool more_arrivals) {
   PAGEDKV_ASSIGN_OR_RETURN(SchedulerOutput out, sched_->Step());
   std::vector<RequestRecord>& records = *shared_.records;
-  for (uint64_t id : out.rejected_requests) {
+  for (size_t i = 0; i < out.rejected_requests.size(); ++i) {
+    const uint64_t id = out.rejected_requests[i];
     RequestRecord& rec = records[index_.at(id)];
     rec.rejected = true;
-    rec.rejected_too_long =
-        static_cast<int64_t>(rec.prompt_tokens) + rec.output_tokens > config_.max_model_len;
+    rec.reject_cause = out.rejection_causes[i];
+    rec.rejected_too_long = rec.reject_cause == RejectCause::kTooLong;
     remote_pending_.erase(id);
     --outstanding_;
     ++done_;
@@ -212,9 +213,9 @@ absl::StatusOr<Replica::StepResult> Replica::Step(bool more_arrivals) {
     RequestRecord& rec = records[index_.at(id)];
     if (rec.first_token_s < 0) rec.first_token_s = now_;
     // The prompt's pages are computed: written to the remote tier (asynchronously).
-    if (auto it = remote_pending_.find(id); it != remote_pending_.end()) {
-      shared_.remote->Insert(it->second);
-      remote_pending_.erase(it);
+    if (remote_pending_.erase(id) > 0) {
+      shared_.remote->Insert(
+          PromptTokenIds(shared_.workload->requests[index_.at(id)], config_.block_size_tokens));
     }
   }
   for (uint64_t id : done.finished_requests) {

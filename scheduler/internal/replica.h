@@ -4,7 +4,7 @@
 //
 //   Replica::Shared shared{&workload, &records, nullptr, {}};
 //   PAGEDKV_ASSIGN_OR_RETURN(auto r, Replica::Create(0, config, sizing, shared));
-//   PAGEDKV_RETURN_IF_ERROR(r->Enqueue(i, PromptTokenIds(workload.requests[i], 16)));
+//   PAGEDKV_RETURN_IF_ERROR(r->Enqueue(i));
 //   while (r->HasWork()) PAGEDKV_ASSIGN_OR_RETURN(Replica::StepResult s, r->Step(false));
 #ifndef PAGEDKV_SCHEDULER_INTERNAL_REPLICA_H_
 #define PAGEDKV_SCHEDULER_INTERNAL_REPLICA_H_
@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "internal/remote_tier.h"
 #include "pagedkv/scheduler/cluster.h"
@@ -48,8 +49,9 @@ class Replica {
                                                          const SimulatorSizing& sizing,
                                                          Shared shared);
 
-  // Queues the workload's request `record` (its arrival time is the record's) with its prompt.
-  absl::Status Enqueue(size_t record, std::vector<TokenId> prompt);
+  // Queues the workload's request `record` (its arrival time is the record's). Its prompt
+  // (PromptTokenIds) is made only when the scheduler first considers admitting it.
+  absl::Status Enqueue(size_t record);
   // Plans, times and completes one step at now(). `more_arrivals`: whether the workload still has
   // requests to route (else an unschedulable replica is a stall: Internal error after 3 tries).
   absl::StatusOr<StepResult> Step(bool more_arrivals);
@@ -95,8 +97,8 @@ class Replica {
   MetricsCollector metrics_;
   std::mt19937_64 rng_;
   absl::flat_hash_map<uint64_t, size_t> index_;  // request id -> record
-  // Prompts kept until the prefill ends, to write their pages to the remote tier.
-  absl::flat_hash_map<uint64_t, std::vector<TokenId>> remote_pending_;
+  // Requests whose prompt pages go to the remote tier when their prefill ends.
+  absl::flat_hash_set<uint64_t> remote_pending_;
   std::vector<uint64_t> routed_;  // request ids, in arrival order
   StepSamples samples_;
   KvPolicyCounters last_counters_;

@@ -10,6 +10,7 @@
 #include "internal/w_text_file.h"
 #include "nlohmann/json.hpp"
 #include "pagedkv/core/absl_compat.h"
+#include "pagedkv/core/input_limits.h"
 #include "pagedkv/core/status.h"
 
 namespace pagedkv::internal {
@@ -102,7 +103,7 @@ class CsvReader {
                       double* out) const {
     if (!ParseDouble(TrimSpaces(fields[column]), out) || !std::isfinite(*out)) {
       return LineError(path_, cursor_.line_number(),
-                       absl::StrCat("column ", AbslView(name), ": '", fields[column],
+                       absl::StrCat("column ", AbslView(name), ": '", Excerpt(fields[column], 40),
                                     "' is not a finite number"));
     }
     return absl::OkStatus();
@@ -178,6 +179,10 @@ bool SplitCsvQuoted(std::string_view line, std::vector<std::string>* fields) {
 }
 
 absl::StatusOr<ReportSummary> ParseReportSummary(std::string_view text, std::string_view path) {
+  // Bounded before parsing: the parser recurses per level of nesting.
+  if (absl::Status st = CheckJsonNesting(text, kMaxJsonDepth); !st.ok()) {
+    return FileError(path, StdView(st.message()));
+  }
   // nlohmann::json reports errors by exception; they are caught here and never cross the API.
   Json root;
   try {
@@ -190,7 +195,7 @@ absl::StatusOr<ReportSummary> ParseReportSummary(std::string_view text, std::str
       // nlohmann counts the byte after the last one read; a trailing newline is not a new line.
       if (end > 0 && end == text.size() && text[end - 1] == '\n') --line;
     }
-    return LineError(path, line, absl::StrCat("not valid JSON: ", e.what()));
+    return LineError(path, line, absl::StrCat("not valid JSON: ", Excerpt(e.what(), 160)));
   }
   if (!root.is_object()) {
     return FileError(path, "expected a JSON object with a \"policies\" array at the top level");
@@ -250,7 +255,7 @@ absl::StatusOr<ReportSummary> ParseReportSummary(std::string_view text, std::str
       if (v.is_number()) {
         const double d = v.get<double>();
         if (!std::isfinite(d)) {
-          return FileError(path, absl::StrCat(where, ".", it.key(), " is not finite"));
+          return FileError(path, absl::StrCat(where, ".", Excerpt(it.key(), 60), " is not finite"));
         }
         policy.numbers[it.key()] = d;
       } else if (v.is_boolean()) {
@@ -259,8 +264,9 @@ absl::StatusOr<ReportSummary> ParseReportSummary(std::string_view text, std::str
         // Metric names are numbers by contract; a string there is a writer bug worth reporting.
         if (absl::EndsWith(it.key(), "_s") || absl::EndsWith(it.key(), "_mean") ||
             absl::EndsWith(it.key(), "_rate") || absl::EndsWith(it.key(), "_bytes")) {
-          return FileError(
-              path, absl::StrCat(where, ".", it.key(), " is ", v.dump(), ", expected a number"));
+          return FileError(path, absl::StrCat(where, ".", Excerpt(it.key(), 60), " is \"",
+                                              Excerpt(v.get_ref<const std::string&>(), 40),
+                                              "\", expected a number"));
         }
         policy.strings[it.key()] = v.get<std::string>();
       }

@@ -55,6 +55,9 @@ class Rng {
   }
   // Gamma(shape, scale = 1): Marsaglia and Tsang; shape < 1 through the boost u^(1/shape).
   double Gamma(double shape) {
+    // A huge shape (a coefficient of variation near 0) has a relative spread of 1/sqrt(shape):
+    // its mean is the value. (The loop below would never end for an infinite shape.)
+    if (!(shape < 1e12)) return shape;
     if (shape < 1.0) return Gamma(shape + 1.0) * std::pow(UniformPositive(), 1.0 / shape);
     const double d = shape - 1.0 / 3.0;
     const double c = 1.0 / std::sqrt(9.0 * d);

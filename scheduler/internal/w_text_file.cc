@@ -1,40 +1,16 @@
 #include "internal/w_text_file.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "pagedkv/core/absl_compat.h"
+#include "pagedkv/core/input_limits.h"
 
 namespace pagedkv::internal {
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open '", path, "': ", std::strerror(errno), "; check the path"));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", path, "' is not a regular file"));
-  }
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot open '", path, "': ", std::strerror(errno), "; check the path"));
-  }
-  std::string data(static_cast<size_t>(st.st_size), '\0');
-  size_t got = data.empty() ? 0 : std::fread(data.data(), 1, data.size(), f);
-  bool read_error = std::ferror(f) != 0;
-  std::fclose(f);
-  if (read_error || got != data.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot read '", path, "': got ", got, " of ", data.size(), " bytes"));
-  }
-  return data;
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_view what) {
+  return ReadTextFile(path, kMaxInputFileBytes, what);
 }
 
 bool LineCursor::Next(std::string_view* line) {

@@ -14,9 +14,13 @@
 
 namespace pagedkv::internal {
 
-// The whole file as a string. NotFound when it does not exist, InvalidArgument when it is not a
-// regular file or cannot be read.
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path);
+// Largest trace or report data file read (pagedkv/core/input_limits.h states the rules).
+inline constexpr uint64_t kMaxInputFileBytes = uint64_t{1} << 30;
+
+// The whole file as a string (ReadTextFile with kMaxInputFileBytes). NotFound when it cannot be
+// opened (errno's text), InvalidArgument when it is not a regular file, is larger than the limit
+// or cannot be read. `what` names the file in messages ("trace").
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, std::string_view what = "file");
 
 // Walks the lines of a text buffer ('\n' or "\r\n" endings; a last line without a newline counts).
 class LineCursor {

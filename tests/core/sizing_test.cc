@@ -234,7 +234,9 @@ TEST(SizingTest, BadOptionsAreInvalidArgumentNamingTheValue) {
   EXPECT_EQ(ComputeSizing(broken, Opts(2048)).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(SizingTest, HugeShapesReportOverflowInsteadOfWrapping) {
+// Shapes beyond ModelSpec's limits are refused before any arithmetic; within them, products too
+// large for 64 bits are reported, never wrapped.
+TEST(SizingTest, HugeShapesAreRefusedInsteadOfWrapping) {
   ModelSpec spec;
   spec.name = "huge";
   spec.num_q_heads = 1 << 30;
@@ -243,6 +245,12 @@ TEST(SizingTest, HugeShapesReportOverflowInsteadOfWrapping) {
   spec.kv_dtype = DType::kFp32;
   spec.layers.assign(4, LayerSpec::Full());
   absl::StatusOr<SizingResult> r = ComputeSizing(spec, Opts(1 << 20, 128));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("num_q_heads must be in [1, 65536]"));
+  spec.num_q_heads = spec.num_kv_heads = spec.head_dim = 1 << 16;
+  spec.layers.assign(ModelSpec::kMaxLayers, LayerSpec::Full());
+  ASSERT_TRUE(spec.Validate().ok());
+  r = ComputeSizing(spec, Opts(1 << 20, 128));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("overflows 64 bits"));
 }

@@ -31,7 +31,8 @@ std::string ReadWholeFile(const std::string& path) {
   return text.str();
 }
 
-CliResult RunPagedkv(const std::vector<std::string>& args, const std::string& env_prefix) {
+CliResult RunPagedkv(const std::vector<std::string>& args, const std::string& env_prefix,
+                     const std::string& stdout_redirect) {
   static int counter = 0;
   const std::string base = ::testing::TempDir() + "pagedkv_cli_" + std::to_string(::getpid()) +
                            "_" + std::to_string(counter++);
@@ -40,7 +41,10 @@ CliResult RunPagedkv(const std::vector<std::string>& args, const std::string& en
   std::string command =
       "env -u PAGEDKV_LOG -u PAGEDKV_TRACES_DIR " + env_prefix + " " + ShellQuote(PAGEDKV_CLI_PATH);
   for (const std::string& arg : args) command += " " + ShellQuote(arg);
-  command += " >" + ShellQuote(out_path) + " 2>" + ShellQuote(err_path) + " </dev/null";
+  const std::string out_target = stdout_redirect.empty()   ? ShellQuote(out_path)
+                                 : stdout_redirect == "&-" ? std::string("&-")
+                                                           : ShellQuote(stdout_redirect);
+  command += " >" + out_target + " 2>" + ShellQuote(err_path) + " </dev/null";
   const int status = std::system(command.c_str());
   CliResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -18,8 +18,11 @@ struct CliResult {
   std::string err;
 };
 
-// `env_prefix` is put between `env` and the binary, e.g. "PAGEDKV_LOG=trace".
-CliResult RunPagedkv(const std::vector<std::string>& args, const std::string& env_prefix = "");
+// `env_prefix` is put between `env` and the binary, e.g. "PAGEDKV_LOG=trace". `stdout_redirect`,
+// when given, replaces the capture of stdout with a shell redirection ("/dev/full" writes to a
+// full device, "&-" closes the descriptor); `out` is then empty.
+CliResult RunPagedkv(const std::vector<std::string>& args, const std::string& env_prefix = "",
+                     const std::string& stdout_redirect = "");
 
 // Single-quotes `s` for /bin/sh.
 std::string ShellQuote(const std::string& s);

@@ -161,12 +161,13 @@ TEST(PagedkvCliTest, BadInputNamesFlagAndValueWithExitCode2) {
   };
   const std::vector<Case> cases = {
       {{"size", "--model", "llama-2-7b", "--context", "abc"}, "--context 'abc' is not an integer"},
-      {{"size", "--model", "llama-2-7b", "--context", "0"}, "--context '0' must be >= 1"},
+      {{"size", "--model", "llama-2-7b", "--context", "0"},
+       "--context '0' must be in [1, 1099511627776]"},
       {{"size", "--model", "llama-2-7b", "--block-size", "0"}, "--block-size '0' must be in [1, "},
       {{"size", "--model", "llama-2-7b", "--gpu-mem", "80XB"},
        "--gpu-mem '80XB' is not a byte size"},
       {{"size", "--model", "llama-2-7b", "--gpu-mem-fraction", "1.5"},
-       "fraction must be in (0, 1], got 1.5"},
+       "--gpu-mem-fraction '1.5' must be in (0, 1]"},
       {{"size", "--model", "llama-2-7b", "--dtype", "fp12"}, "--dtype: unknown dtype 'fp12'"},
       {{"size", "--model", "llama-2-7b", "--context"}, "flag --context needs a value"},
       {{"size", "--model", "llama-2-7b", "--contex", "5"}, "unknown flag '--contex'"},

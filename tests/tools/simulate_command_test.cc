@@ -214,11 +214,12 @@ TEST(SimulateCommandTest, ClusterAndLimitFlagsAreChecked) {
       {{"--router", "prefix-aware"}, "--router: routes between replicas; add --replicas N"},
       {{"--replicas", "2", "--router", "random"}, "unknown router 'random'"},
       {{"--replicas", "0"}, "--replicas '0' must be in [1, 4096]"},
-      {{"--max-model-len", "8192"}, "--max_model_len 8192 exceeds the context length"},
+      {{"--max-model-len", "8192"},
+       "--max-model-len: max_model_len 8192 exceeds the context length"},
       {{"--extent-allocator", "slab"}, "--extent-allocator 'slab' is not one of auto, first-fit"},
       {{"--remote-bandwidth", "25"}, "--remote-bandwidth '25' has no unit"},
       {{"--policy", "paged,paged"}, "--policy: 'paged' is listed twice"},
-      {{"--replicas", "2", "--remote-latency", "-1"}, "--remote-latency: must be >= 0"},
+      {{"--replicas", "2", "--remote-latency", "-1"}, "--remote-latency '-1' must be >= 0"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.expected);

@@ -32,13 +32,41 @@ absl::StatusOr<int64_t> ParseIntInRange(std::string_view text, int64_t min, int6
   if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size()) {
     return absl::InvalidArgumentError("is not an integer");
   }
-  if (ec == std::errc::result_out_of_range || value < min || value > max) {
-    if (max == std::numeric_limits<int64_t>::max()) {
-      return absl::InvalidArgumentError(absl::StrCat("must be >= ", min));
+  const bool overflow = ec == std::errc::result_out_of_range;
+  if (overflow || value < min || value > max) {
+    const std::string prefix = overflow ? "is out of range; " : "";
+    if (max == std::numeric_limits<int64_t>::max() && !(overflow && text[0] != '-')) {
+      return absl::InvalidArgumentError(absl::StrCat(prefix, "must be >= ", min));
     }
-    return absl::InvalidArgumentError(absl::StrCat("must be in [", min, ", ", max, "]"));
+    return absl::InvalidArgumentError(absl::StrCat(prefix, "must be in [", min, ", ", max, "]"));
   }
   return value;
+}
+
+bool NumberRange::Contains(double v) const {
+  if (!std::isfinite(v)) return false;
+  if (min_open ? !(v > min) : !(v >= min)) return false;
+  if (max_open ? !(v < max) : !(v <= max)) return false;
+  return true;
+}
+
+std::string NumberRange::ToString() const {
+  const bool has_min = std::isfinite(min), has_max = std::isfinite(max);
+  if (has_min && has_max) {
+    return absl::StrFormat("in %c%g, %g%c", min_open ? '(' : '[', min, max, max_open ? ')' : ']');
+  }
+  if (has_min) return absl::StrFormat("%s %g", min_open ? ">" : ">=", min);
+  if (has_max) return absl::StrFormat("%s %g", max_open ? "<" : "<=", max);
+  return "";
+}
+
+absl::StatusOr<double> ParseNumberInRange(std::string_view text, const NumberRange& range) {
+  absl::StatusOr<double> value = ParseFiniteNumber(text);
+  if (!value.ok()) return value.status();
+  if (!range.Contains(*value)) {
+    return absl::InvalidArgumentError(absl::StrCat("must be ", range.ToString()));
+  }
+  return *value;
 }
 
 absl::StatusOr<double> ParseFiniteNumber(std::string_view text) {
@@ -58,11 +86,16 @@ absl::StatusOr<bool> ParseBoolValue(std::string_view text) {
   return absl::InvalidArgumentError("is not a boolean; use true or false");
 }
 
-absl::StatusOr<uint64_t> ParseByteSizeValue(std::string_view text) {
+absl::StatusOr<uint64_t> ParseByteSizeValue(std::string_view text, uint64_t min_bytes) {
   absl::StatusOr<uint64_t> bytes = ParseByteSize(text);
   if (!bytes.ok()) {
     return absl::InvalidArgumentError(
         "is not a byte size; use e.g. 80GiB, 13.5GiB, 24GB, 512MiB or plain bytes");
+  }
+  if (*bytes < min_bytes) {
+    return absl::InvalidArgumentError(min_bytes == 1
+                                          ? std::string("must be > 0 bytes")
+                                          : absl::StrCat("must be at least ", min_bytes, " bytes"));
   }
   return *bytes;
 }

@@ -108,12 +108,12 @@ void FlagSet::AddInt(std::string name, std::string value_name, std::string help,
 }
 
 void FlagSet::AddDouble(std::string name, std::string value_name, std::string help, double* out,
-                        std::string default_text) {
+                        std::string default_text, NumberRange range) {
   Add(
       std::move(name), std::move(value_name), std::move(help),
       Resolve(default_text, absl::StrFormat("%g", *out)),
-      [out](std::string_view v) -> absl::Status {
-        absl::StatusOr<double> value = ParseFiniteNumber(v);
+      [out, range](std::string_view v) -> absl::Status {
+        absl::StatusOr<double> value = ParseNumberInRange(v, range);
         if (!value.ok()) return value.status();
         *out = *value;
         return absl::OkStatus();
@@ -122,12 +122,12 @@ void FlagSet::AddDouble(std::string name, std::string value_name, std::string he
 }
 
 void FlagSet::AddBytes(std::string name, std::string value_name, std::string help, uint64_t* out,
-                       std::string default_text) {
+                       std::string default_text, uint64_t min_bytes) {
   Add(
       std::move(name), std::move(value_name), std::move(help),
       Resolve(default_text, FormatBytes(*out)),
-      [out](std::string_view v) -> absl::Status {
-        absl::StatusOr<uint64_t> value = ParseByteSizeValue(v);
+      [out, min_bytes](std::string_view v) -> absl::Status {
+        absl::StatusOr<uint64_t> value = ParseByteSizeValue(v, min_bytes);
         if (!value.ok()) return value.status();
         *out = *value;
         return absl::OkStatus();

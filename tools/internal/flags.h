@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "tools/internal/flag_values.h"
 
 namespace CLI {
 class App;
@@ -52,11 +53,12 @@ class FlagSet {
               int64_t min = std::numeric_limits<int64_t>::min(),
               int64_t max = std::numeric_limits<int64_t>::max(),
               std::string default_text = kShowCurrent);
+  // A finite number in `range` (NumberRange in flag_values.h; the default accepts any).
   void AddDouble(std::string name, std::string value_name, std::string help, double* out,
-                 std::string default_text = kShowCurrent);
-  // Byte sizes such as 80GiB, 24GB, 512MiB or plain bytes.
+                 std::string default_text = kShowCurrent, NumberRange range = {});
+  // Byte sizes such as 80GiB, 24GB, 512MiB or plain bytes, at least min_bytes.
   void AddBytes(std::string name, std::string value_name, std::string help, uint64_t* out,
-                std::string default_text = kShowCurrent);
+                std::string default_text = kShowCurrent, uint64_t min_bytes = 0);
   // Bytes per second with a unit (3.35TB/s), stored as bytes/s.
   void AddRate(std::string name, std::string value_name, std::string help, double* out,
                std::string default_text = kShowCurrent);

@@ -4,9 +4,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "pagedkv/core/sizing.h"
 #include "pagedkv/scheduler/step_time_model.h"
 #include "tools/internal/flag_values.h"
@@ -50,6 +52,52 @@ void ProgressBar::Finish() {
 
 std::string RunLabel(const PolicySummary& s) {
   return s.router.empty() ? s.policy : absl::StrCat(s.policy, "/", s.router);
+}
+
+void PrintRejections(std::ostream& err, std::string_view command, const PolicySummary& s,
+                     const RejectionContext& c) {
+  if (s.requests_rejected == 0) return;
+  std::vector<std::string> why;
+  if (s.requests_rejected_too_long > 0) {
+    why.push_back(absl::StrCat(s.requests_rejected_too_long, " longer than max_model_len ",
+                               c.max_model_len,
+                               " (prompt + output; --max-model-len, or a model with a longer "
+                               "context)"));
+  }
+  if (s.requests_rejected_memory > 0) {
+    why.push_back(absl::StrCat(s.requests_rejected_memory, " larger than the whole KV memory of ",
+                               s.capacity_tokens, " tokens (raise --kv-budget or --gpu-mem)"));
+  }
+  if (s.requests_rejected_watermark > 0) {
+    why.push_back(absl::StrCat(s.requests_rejected_watermark,
+                               " that fit the KV memory only without the --watermark ",
+                               absl::StrFormat("%g", c.watermark), " reserve (lower --watermark)"));
+  }
+  if (s.requests_rejected_token_budget > 0) {
+    why.push_back(absl::StrCat(
+        s.requests_rejected_token_budget, " that need more than --max-num-batched-tokens ",
+        c.max_num_batched_tokens,
+        " tokens in one step (raise it, or keep --chunked-prefill on for long prompts)"));
+  }
+  if (s.requests_rejected_max_num_seqs > 0) {
+    why.push_back(absl::StrCat(s.requests_rejected_max_num_seqs,
+                               " with more parallel samples or beams than --max-num-seqs ",
+                               c.max_num_seqs));
+  }
+  err << absl::StrFormat("%s: %s rejected %d requests: %s\n", command, RunLabel(s),
+                         s.requests_rejected, absl::StrJoin(why, "; "));
+}
+
+void PrintWorkloadNotes(std::ostream& err, std::string_view command, const Workload& w) {
+  if (w.skipped_lines > 0) {
+    err << absl::StrFormat("%s: skipped %d malformed lines of %s\n", command, w.skipped_lines,
+                           w.source);
+  }
+  if (w.clamped_prompt_tokens > 0 || w.clamped_output_tokens > 0) {
+    err << absl::StrFormat(
+        "%s: %s has %d prompt lengths and %d output lengths below 1 token; raised to 1\n", command,
+        w.source, w.clamped_prompt_tokens, w.clamped_output_tokens);
+  }
 }
 
 void PrintRunTable(std::ostream& out, absl::Span<const PolicyRunResult> results) {

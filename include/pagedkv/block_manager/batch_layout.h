@@ -24,7 +24,8 @@ struct BatchEntry {
   int32_t num_new_tokens = 1;
   // Tokens visible to this step's attention: -1 = all tokens of the table (the sequence's tokens
   // for self-attention groups, the encoder tokens for a cross group); a smaller value serves
-  // chunked prefill (the chunk ends at token num_context_tokens). 0 <= num_new_tokens <= context.
+  // chunked prefill (the chunk ends at token num_context_tokens). 0 <= num_new_tokens <= context;
+  // other negative values are refused.
   int32_t num_context_tokens = -1;
 };
 

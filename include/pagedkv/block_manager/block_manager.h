@@ -262,8 +262,9 @@ class BlockManager {
   void TakeCacheOps(CacheOps* ops);
   CacheOps TakeCacheOps();
   // Fills `layout` for `entries` in `group` (see batch_layout.h). Reuses layout's capacity.
-  // InvalidArgument (group out of range, num_new_tokens / num_context_tokens out of range for the
-  // table, an entry whose new tokens fall in released sliding-window pages), NotFound (unknown
+  // InvalidArgument (group out of range, a sequence listed twice, num_new_tokens /
+  // num_context_tokens out of range for the table or num_context_tokens < -1, an entry whose new
+  // tokens fall in released sliding-window pages), NotFound (unknown
   // sequence), FailedPrecondition (swapped out). `layout` is unspecified after an error.
   absl::Status BuildBatch(absl::Span<const BatchEntry> entries, int32_t group,
                           BatchLayout* layout) const;

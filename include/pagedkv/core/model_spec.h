@@ -55,6 +55,12 @@ struct KvGroup {
 };
 
 struct ModelSpec {
+  // Limits Validate() enforces (they keep byte arithmetic far from 64-bit overflow and a bad input
+  // from allocating gigabytes before it is refused).
+  static constexpr int32_t kMaxLayers = 100'000;
+  static constexpr int32_t kMaxHeads = 1 << 16;    // num_q_heads and num_kv_heads
+  static constexpr int32_t kMaxHeadDim = 1 << 16;  // elements
+
   std::string name;
   int32_t num_q_heads = 0;
   int32_t num_kv_heads = 0;  // divides num_q_heads (GQA / MQA when smaller)
@@ -80,13 +86,16 @@ struct ModelSpec {
   //        "num_layers": 32, "layers": ["full", "sliding:4096", "shares:0", "cross", ...],
   //        "max_context_tokens": 4096}
   // "layers" may be omitted (all full) or list one entry per layer; "max_context_tokens" is
-  // optional. The result is validated.
+  // optional. The result is validated. The text may be at most kMaxModelFileBytes long and nest
+  // at most kMaxJsonDepth levels (input_limits.h); errors quote a type and a short excerpt.
   static absl::StatusOr<ModelSpec> FromJson(std::string_view json_text);
+  // FromJson of a file read with ReadTextFile: a regular file of at most kMaxModelFileBytes.
   static absl::StatusOr<ModelSpec> FromJsonFile(const std::string& path);
   std::string ToJson() const;
 
-  // InvalidArgument naming the field and value: heads/dims > 0, num_kv_heads divides num_q_heads,
-  // window > 0 for sliding layers, shares(j) points to an earlier layer that has storage, ...
+  // InvalidArgument naming the field and value: heads/dims > 0 and within the limits above,
+  // num_kv_heads divides num_q_heads, 1..kMaxLayers layers, window > 0 for sliding layers,
+  // shares(j) points to an earlier layer that has storage, ...
   absl::Status Validate() const;
 
   // KV groups in order of first appearance; kShares layers belong to no group.

@@ -23,6 +23,10 @@ namespace pagedkv {
 // length of a 30 s audio window in the whisper-style preset.
 inline constexpr int64_t kDefaultEncoderTokens = 1500;
 
+// Longest context (and encoder length) ComputeSizing accepts: keeps every byte count of a
+// sequence far from 64-bit overflow.
+inline constexpr int64_t kMaxSizingContextTokens = int64_t{1} << 40;
+
 struct SizingOptions {
   int64_t context_tokens = 2048;   // tokens of one sequence (prompt + output), >= 1
   int32_t block_size_tokens = 16;  // >= 1

@@ -55,10 +55,15 @@ struct ClusterConfig {
   int64_t prefix_balance_slack = 16;
 };
 
-// InvalidArgument for num_replicas < 1, a remote tier without bandwidth, or a config Simulate
-// would refuse. The summary aggregates all replicas (latencies over every request; memory shares
-// over the summed timeline); `replicas` holds one summary per replica (its routed requests) when
-// num_replicas > 1.
+// Everything SimulateCluster checks before its first step, without running anything: the
+// workload (Workload::Validate), replicas, router and remote settings, scheduler limits, the KV
+// sizing and one replica's policy (a watermark out of range, a block larger than the KV
+// capacity). Call it for every configuration before running any of them.
+absl::Status CheckSimulation(const Workload& workload, const ClusterConfig& config);
+
+// CheckSimulation's errors, then runs. The summary aggregates all replicas (latencies over every
+// request; memory shares over the summed timeline); `replicas` holds one summary per replica (its
+// routed requests) when num_replicas > 1.
 absl::StatusOr<PolicyRunResult> SimulateCluster(const Workload& workload,
                                                 const ClusterConfig& config);
 

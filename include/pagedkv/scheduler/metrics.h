@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "pagedkv/scheduler/scheduler.h"
 
 namespace pagedkv {
 
@@ -51,6 +52,7 @@ struct RequestRecord {
   int32_t replica = 0;             // the replica the router sent it to
   bool rejected = false;           // could never run (too long, or larger than the memory)
   bool rejected_too_long = false;  // of those: prompt + output > max_model_len
+  RejectCause reject_cause = RejectCause::kMemory;  // why, when rejected
   bool completed() const { return finish_s >= 0; }
   double ttft_s() const { return first_token_s >= 0 ? first_token_s - arrival_s : -1; }
   // Time per output token after the first; 0 for single-token outputs.
@@ -68,9 +70,13 @@ struct PolicySummary {
   int32_t replica = -1;        // per-replica objects: the replica index; -1 for a run's object
   int64_t requests_total = 0;  // requests of the workload (routed to it, for a replica)
   int64_t requests_completed = 0;
-  int64_t requests_rejected = 0;           // every rejection
-  int64_t requests_rejected_too_long = 0;  // of those: prompt + output > max_model_len
-  double makespan_s = 0;                   // first arrival to last completion
+  int64_t requests_rejected = 0;               // every rejection
+  int64_t requests_rejected_too_long = 0;      // of those: prompt + output > max_model_len
+  int64_t requests_rejected_memory = 0;        // larger than the whole KV memory
+  int64_t requests_rejected_watermark = 0;     // fit the memory but not above the watermark
+  int64_t requests_rejected_token_budget = 0;  // > max_num_batched_tokens (see RejectCause)
+  int64_t requests_rejected_max_num_seqs = 0;  // n or beams > max_num_seqs
+  double makespan_s = 0;                       // first arrival to last completion
   double throughput_requests_per_s = 0;
   double throughput_tokens_per_s = 0;        // output tokens
   double throughput_total_tokens_per_s = 0;  // prompt + output tokens

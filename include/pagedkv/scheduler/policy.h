@@ -101,9 +101,11 @@ struct AdmitRequest {
 };
 
 struct AdmitCheck {
-  bool fits = false;          // can be admitted now
-  bool ever_fits = true;      // false: longer than max_model_len or than the memory (reject)
-  bool too_long = false;      // prompt + output > max_model_len (a reason for !ever_fits)
+  bool fits = false;      // can be admitted now
+  bool ever_fits = true;  // false: longer than max_model_len or than the memory (reject)
+  bool too_long = false;  // prompt + output > max_model_len (a reason for !ever_fits)
+  // !fits only because of the watermark: the pages would fit in the free pool without it (paged).
+  bool watermark_limited = false;
   int32_t cached_tokens = 0;  // leading prompt tokens found in the prefix cache (paged)
 };
 

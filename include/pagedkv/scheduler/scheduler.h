@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -49,11 +50,28 @@ struct SchedulerConfig {
 // A request as the scheduler sees it. Generation stops after max_output_tokens per sequence.
 struct SchedulerRequest {
   uint64_t request_id = 0;
-  std::vector<TokenId> prompt;    // >= 1 token
+  std::vector<TokenId> prompt;    // >= 1 token (or empty with prompt_source)
   int32_t max_output_tokens = 1;  // >= 1
   int32_t num_samples = 1;        // n: parallel sampling, sequences fork after the prompt
   int32_t beam_width = 1;         // beam search: the beams fork after the prompt and reorder
+  // A lazy prompt instead of `prompt` (left empty): prompt_len tokens that prompt_source() returns
+  // when the scheduler first considers admitting the request. Until then the request holds no
+  // token ids, so a long waiting queue (an overloaded simulation) stays small. prompt_source must
+  // return the same prompt_len tokens on every call.
+  int32_t prompt_len = 0;
+  std::function<std::vector<TokenId>()> prompt_source;
 };
+
+// Why a request was rejected (it can never run).
+enum class RejectCause : uint8_t {
+  kTooLong = 0,      // prompt + output > max_model_len
+  kMemory = 1,       // larger than the whole KV memory (its pages or its reservation)
+  kWatermark = 2,    // fits the KV memory, but not with the watermark kept free
+  kTokenBudget = 3,  // prompt (chunked prefill off) or group width > max_num_batched_tokens
+  kMaxNumSeqs = 4,   // group width (n or beams) > max_num_seqs
+};
+// "too_long", "memory", "watermark", "token_budget", "max_num_seqs".
+std::string_view RejectCauseName(RejectCause cause);
 
 // One sequence's share of a step.
 struct ScheduledSeq {
@@ -76,8 +94,9 @@ struct SchedulerOutput {
   std::vector<uint64_t> preempted_requests;
   std::vector<uint64_t> swapped_in_requests;
   // Requests dropped because they can never fit (prompt larger than the KV memory, or larger
-  // than max_num_batched_tokens without chunked prefill).
+  // than max_num_batched_tokens without chunked prefill), and why (same order).
   std::vector<uint64_t> rejected_requests;
+  std::vector<RejectCause> rejection_causes;
   // Requests finished by the previous CompleteStep (their sequences are freed).
   std::vector<uint64_t> finished_requests;
   int32_t num_batched_tokens = 0;
@@ -126,15 +145,21 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a request (FCFS by call order). InvalidArgument for an empty prompt, widths < 1, or
-  // both n > 1 and beams; AlreadyExists for a known request id.
+  // Queues a request (FCFS by call order). InvalidArgument for an empty prompt (and no
+  // prompt_source with prompt_len >= 1), a prompt longer than kMaxPromptTokens, widths outside
+  // [1, kMaxGroupWidth], or both n > 1 and beams; AlreadyExists for a known request id.
   absl::Status AddRequest(SchedulerRequest request);
+  // Longest prompt AddRequest accepts (the block manager's longest sequence), and the widest
+  // group (num_samples or beam_width).
+  static constexpr int32_t kMaxPromptTokens = (1 << 30) - 1;
+  static constexpr int32_t kMaxGroupWidth = 1024;
 
   // Plans the next step. Fails only on an internal inconsistency (a policy call that its own
-  // Can* check allowed).
+  // Can* check allowed), or when a lazy prompt_source returns the wrong number of tokens.
   absl::StatusOr<SchedulerOutput> Step();
-  // Applies the sampled tokens of `out` (the output of the last Step()). InvalidArgument when
-  // the token count or a beam choice does not match `out`.
+  // Applies the sampled tokens of `out`, which must be the output of the last Step(), completed
+  // once. InvalidArgument (nothing changes) for an output already completed, an older (stale) or
+  // altered one, or when the token count or a beam choice does not match `out`.
   absl::StatusOr<StepCompletion> CompleteStep(const SchedulerOutput& out,
                                               const StepSamples& samples);
 
@@ -171,6 +196,12 @@ class Scheduler {
                            bool& self_preempted);
   absl::Status ScheduleSwapped(SchedulerOutput& out, int32_t& budget);
   absl::Status ScheduleWaiting(SchedulerOutput& out, int32_t& budget);
+  // Rejects the head of the waiting queue (it can never run).
+  void RejectHead(SchedulerOutput& out, RejectCause cause);
+  // Fills seqs[0].tokens of a lazily added request from its prompt_source.
+  absl::Status EnsurePrompt(Group* g);
+  // InvalidArgument unless `out` is the last Step()'s output, not yet completed, unaltered.
+  absl::Status CheckCompletable(const SchedulerOutput& out, const StepSamples& samples) const;
   // Swap (when allowed, configured and possible) or recompute.
   absl::Status Preempt(Group* g, SchedulerOutput& out, bool allow_swap);
   // Moves the policy's pending cache operations into out.cache_ops (appending).
@@ -193,6 +224,15 @@ class Scheduler {
   uint64_t next_arrival_ = 0;
   uint64_t step_ = 0;
   int64_t total_preemptions_ = 0;
+  // The last Step()'s output as CompleteStep must see it: (seq, query tokens, samples) per entry.
+  struct IssuedEntry {
+    SeqId seq_id;
+    int32_t num_query_tokens;
+    int32_t num_samples;
+    bool operator==(const IssuedEntry&) const = default;
+  };
+  std::vector<IssuedEntry> issued_;
+  bool issued_completed_ = true;  // no Step() yet, or its output was completed
   KvPolicyCounters last_counters_;
   CacheOps pending_ops_;  // scratch of TakeCacheOps
   mutable AdmitRequest next_admission_;

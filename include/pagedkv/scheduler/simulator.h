@@ -52,6 +52,9 @@ struct SimulatorConfig {
   int64_t max_timeline_rows = 1000;  // timeline.csv keeps between this and twice this
   // Called now and then with the fraction of requests finished (0..1); may be empty.
   std::function<void(double)> progress;
+  // Polled every few hundred steps (and routed requests); returning true stops the run with a
+  // Cancelled status (Ctrl-C in Python). May be empty.
+  std::function<bool()> cancel;
 };
 
 // The derived sizes a config gives for a workload (what summary.json's header reports).
@@ -70,6 +73,8 @@ absl::StatusOr<SimulatorSizing> ComputeSizing(const Workload& workload,
 // Runs one policy over the whole workload on one replica. Every request either completes or is
 // rejected (longer than max_model_len, or larger than the memory). Internal error if the
 // scheduler stalls. SimulateCluster (cluster.h) runs several replicas behind a router.
+// Replays `workload` (validated first: Workload::Validate's InvalidArgument for NaN, negative or
+// unsorted arrivals, bad lengths) with one policy on one GPU.
 absl::StatusOr<PolicyRunResult> Simulate(const Workload& workload, const SimulatorConfig& config);
 
 }  // namespace pagedkv

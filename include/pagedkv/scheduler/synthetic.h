@@ -18,7 +18,8 @@
 
 namespace pagedkv {
 
-// A distribution of token counts. Samples are rounded and clamped to [1, max_tokens].
+// A distribution of token counts. Samples are rounded and clamped to [1, max_tokens] (uniform and
+// lognormal; a fixed value and a trace's lengths are used as they are, within kMaxRequestTokens).
 struct LengthDistribution {
   enum class Kind { kFixed, kUniform, kLognormal, kEmpirical };
   Kind kind = Kind::kFixed;

@@ -17,9 +17,16 @@
 
 namespace pagedkv {
 
+// Limits every workload source enforces when it loads or generates requests (lengths in 64-bit,
+// before any prompt is materialised), and Workload::Validate checks:
+inline constexpr int64_t kMaxRequestTokens = int64_t{1} << 24;  // prompt + output of one request
+inline constexpr int64_t kMaxWorkloadRequests = 10'000'000;     // requests of one workload
+inline constexpr int32_t kMaxRequestWidth = 1024;               // num_samples and beam_width
+
 // One request of a workload. Invariants (Workload::Validate checks them): prompt_tokens >= 1,
-// output_tokens >= 1, num_samples >= 1, beam_width >= 1, hash_block_tokens > 0 exactly when
-// prefix_block_hashes is non-empty.
+// output_tokens >= 1, prompt_tokens + output_tokens <= kMaxRequestTokens, num_samples and
+// beam_width in [1, kMaxRequestWidth], hash_block_tokens > 0 exactly when prefix_block_hashes is
+// non-empty.
 struct Request {
   uint64_t request_id = 0;    // unique, in arrival order (0, 1, 2, ... for loaded workloads)
   double arrival_time_s = 0;  // seconds from the start of the workload, non-decreasing
@@ -44,7 +51,8 @@ struct Workload {
   int64_t clamped_output_tokens = 0;  // rows whose output length was raised to 1
   int64_t skipped_lines = 0;          // malformed lines dropped under skip_bad_lines
 
-  // InvalidArgument naming the first bad request (its id, field and value).
+  // InvalidArgument naming the first bad request (its id, field and value): the invariants of
+  // Request, arrivals finite, >= 0 and sorted, ids increasing, at most kMaxWorkloadRequests.
   absl::Status Validate() const;
   // Span of arrivals: last arrival - first arrival (0 for fewer than two requests).
   double ArrivalSpanSeconds() const;
@@ -74,7 +82,9 @@ struct WorkloadOptions {
 //   - a path to a trace file (format sniffed from the extension and header line);
 //   - a synthetic generator spec "synthetic:key=value,..." (grammar in docs/traces.md).
 // NotFound for an unknown name or missing file (listing the short names), InvalidArgument with
-// "file:line: ..." for a malformed line (unless skip_bad_lines) or a bad spec / option.
+// "file:line: ..." for a malformed line (unless skip_bad_lines) or a bad spec / option, and
+// InvalidArgument stating the limit for a request longer than kMaxRequestTokens or a workload of
+// more than kMaxWorkloadRequests requests.
 absl::StatusOr<Workload> LoadWorkload(std::string_view spec, const WorkloadOptions& options = {});
 
 // The short names LoadWorkload accepts for vendored traces.
