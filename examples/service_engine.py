@@ -12,8 +12,11 @@ The server keeps the block tables; this process keeps the K/V, in the server's o
      entry's last row against dense fp64 attention over the sequence's own tokens;
   5. "samples" the next tokens; every third request forks a second sample after its prefill.
 
-    pagedkv serve --model toy.json --gpu-blocks 64 --host-blocks 32 --block-size 4 --socket S &
-    PYTHONPATH=build/test/python /usr/bin/python3 examples/service_engine.py --target unix:S
+    pagedkv serve --model examples/toy.json --gpu-blocks 64 --host-blocks 32 --block-size 4 \
+        --socket S &
+    PYTHONPATH=build/py/python /usr/bin/python3 examples/service_engine.py --target unix:S
+
+It needs a one-group fp32 model (its dense reference is fp64 over fp32 K/V): examples/toy.json.
     -> finished=16 steps=... forks=... cow_copies=... max_abs_err=...
 """
 

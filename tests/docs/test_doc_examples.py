@@ -147,11 +147,18 @@ def check_shell_references(words, where):
 
 def run_cli(argv, cwd, where):
     argv = [str(cwd / Path(a).name) if a.startswith("/tmp/") else a for a in argv]
+    # Files of the repository (commands run from its root in the docs, from a scratch dir here).
+    argv = [str(ROOT / a) if a.startswith(REPO_DIRS) and (ROOT / a).exists() else a for a in argv]
     if argv and argv[0] == "simulate":
         if not any(a.startswith("--max-requests") for a in argv):
             argv = argv + ["--max-requests", "8"]
         if "--quiet" not in argv:
             argv = argv + ["--quiet"]
+    if argv and argv[0] == "serve":
+        # A server the docs start in the background is validated here, not run.
+        argv = [a for a in argv if a != "&"]
+        if "--check" not in argv:
+            argv = argv + ["--check"]
     if len(argv) > 1 and argv[0] == "report" and not argv[1].startswith("-") and \
             not (cwd / argv[1]).exists():
         subprocess.run([CLI, "simulate", "--trace", "synthetic:n=40", "--out", argv[1], "--quiet"],

@@ -25,9 +25,10 @@ TOY = {"name": "toy", "num_q_heads": 4, "num_kv_heads": 2, "head_dim": 16, "kv_d
 
 
 @pytest.fixture
-def toy_model(tmp_path):
-    path = tmp_path / "toy.json"
-    path.write_text(json.dumps(TOY))
+def toy_model():
+    """The model docs/python.md runs examples/service_engine.py with (TOY, shipped)."""
+    path = ROOT / "examples" / "toy.json"
+    assert json.loads(path.read_text()) == TOY
     return path
 
 
