@@ -54,8 +54,13 @@ std::string ExpandTopic(std::string_view pattern, const std::string& host,
   return out;
 }
 
-// The options of metrics and events that Check and Start both refuse.
+// The addresses, metrics and events options that Check and Start both refuse.
 absl::Status ValidateObservability(const ServerOptions& o) {
+  if (!o.listen_address.empty()) {
+    std::string host;
+    int port;
+    PAGEDKV_RETURN_IF_ERROR(internal::ParseHostPort(o.listen_address, "--listen", &host, &port));
+  }
   if (!o.metrics_address.empty()) {
     std::string host;
     int port;
@@ -110,6 +115,9 @@ struct Server::Impl {
         std::min<int64_t>(options.max_message_bytes, std::numeric_limits<int>::max()));
     builder.SetMaxReceiveMessageSize(max_bytes);
     builder.SetMaxSendMessageSize(max_bytes);
+    // gRPC sets SO_REUSEPORT by default: a second server on a busy port would start and share
+    // its connections with the first. Binding a taken port must fail instead.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   }
 };
 

@@ -177,10 +177,22 @@ TEST_F(ServeTest, TcpNeedsTheBearerToken) {
   PAGEDKV_ASSERT_OK(r->FirstError());
   // The same server answers on its Unix socket without a token.
   EXPECT_EQ(Stats().open_sessions(), 1);
+  // A second server on the same TCP port fails (gRPC's default SO_REUSEPORT would let it share
+  // the port, and the two would split the clients between them).
+  TempDir dir;
+  ChildProcess second;
+  PAGEDKV_ASSERT_OK(second.Spawn({PagedkvBinary(), "serve", "--model", model_path_, "--gpu-blocks",
+                                  "8", "--socket", dir.File("second.sock"), "--listen", tcp,
+                                  "--token-file", token_file}));
+  EXPECT_EQ(second.Wait(30), 1);
+  EXPECT_EQ(Stats().open_sessions(), 1);
 }
 
 TEST_F(ServeTest, UsageErrorsExitWithCodeTwo) {
   TempDir dir;
+  const std::string token_file = dir.File("token");
+  ASSERT_TRUE(WriteFile(token_file, "s3cret-token\n"));
+  chmod(token_file.c_str(), 0600);
   struct Case {
     std::vector<std::string> args;
     std::string message;
@@ -188,6 +200,12 @@ TEST_F(ServeTest, UsageErrorsExitWithCodeTwo) {
   const std::vector<Case> cases = {
       {{"serve", "--model", "llama-3-8b", "--gpu-blocks", "8", "--listen", "127.0.0.1:0"},
        "needs a bearer token"},
+      {{"serve", "--model", "llama-3-8b", "--gpu-blocks", "8", "--listen", "localhost",
+        "--token-file", token_file},
+       "--listen without a port"},
+      {{"serve", "--model", "llama-3-8b", "--gpu-blocks", "8", "--listen", "127.0.0.1:99999",
+        "--token-file", token_file},
+       "--listen port out of range"},
       {{"serve", "--gpu-blocks", "8"}, "missing --model"},
       {{"serve", "--model", "llama-3-8b"}, "missing --gpu-blocks"},
       {{"serve", "--model", "no-such-model", "--gpu-blocks", "8"}, "--model 'no-such-model'"},
