@@ -16,7 +16,7 @@ packages=(
   python3-grpcio python3-protobuf
   # the service's Prometheus /metrics (cpp-httplib) and KV events for routers (ZeroMQ); the tests'
   # Python event subscriber (pyzmq, msgpack) and a real Prometheus with promtool (skipped when absent)
-  libcpp-httplib-dev libzmq3-dev python3-zmq python3-msgpack prometheus
+  libcpp-httplib-dev libzmq3-dev libmsgpack-cxx-dev python3-zmq python3-msgpack prometheus
   python3-torch  # the reference engine (python/pagedkv/engine) and its tests, CPU
   chromium  # headless browser test of report.html (tests/browser; skipped when absent)
   redis-server redis-tools  # the remote tier's tests run real servers (tests/remote; skipped when absent)

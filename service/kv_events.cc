@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "msgpack/pack.hpp"
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "pagedkv/core/absl_compat.h"
@@ -19,105 +21,51 @@
 namespace pagedkv::service::internal {
 namespace {
 
-// ---- msgpack (the subset the batches use) ----------------------------------------------------
+// ---- msgpack (Debian's msgpack-cxx packer; compact encodings, as vLLM's msgspec writes) ------
 
-void PutBigEndian(std::string* out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+// The packer's output stream: appends to a string.
+struct StringSink {
+  std::string* out;
+  void write(const char* data, size_t size) { out->append(data, size); }
+};
+using Packer = msgpack::packer<StringSink>;
+
+void PackString(Packer& pk, std::string_view s) {
+  pk.pack_str(static_cast<uint32_t>(s.size()));
+  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
-void PutNil(std::string* out) { out->push_back(static_cast<char>(0xc0)); }
-
-void PutUint(std::string* out, uint64_t v) {
-  if (v < 0x80) {
-    out->push_back(static_cast<char>(v));
-  } else if (v <= 0xff) {
-    out->push_back(static_cast<char>(0xcc));
-    PutBigEndian(out, v, 1);
-  } else if (v <= 0xffff) {
-    out->push_back(static_cast<char>(0xcd));
-    PutBigEndian(out, v, 2);
-  } else if (v <= 0xffffffffull) {
-    out->push_back(static_cast<char>(0xce));
-    PutBigEndian(out, v, 4);
-  } else {
-    out->push_back(static_cast<char>(0xcf));
-    PutBigEndian(out, v, 8);
-  }
+void PackHashes(Packer& pk, const std::vector<uint64_t>& hashes) {
+  pk.pack_array(static_cast<uint32_t>(hashes.size()));
+  for (uint64_t h : hashes) pk.pack_uint64(h);
 }
 
-void PutInt(std::string* out, int64_t v) {
-  if (v >= 0) return PutUint(out, static_cast<uint64_t>(v));
-  if (v >= -32) {
-    out->push_back(static_cast<char>(static_cast<uint8_t>(v)));  // negative fixint
-  } else if (v >= INT32_MIN) {
-    out->push_back(static_cast<char>(0xd2));
-    PutBigEndian(out, static_cast<uint32_t>(static_cast<int32_t>(v)), 4);
-  } else {
-    out->push_back(static_cast<char>(0xd3));
-    PutBigEndian(out, static_cast<uint64_t>(v), 8);
-  }
-}
-
-void PutDouble(std::string* out, double v) {
-  uint64_t bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  out->push_back(static_cast<char>(0xcb));
-  PutBigEndian(out, bits, 8);
-}
-
-void PutArrayHeader(std::string* out, size_t n) {
-  if (n < 16) {
-    out->push_back(static_cast<char>(0x90 | n));
-  } else if (n <= 0xffff) {
-    out->push_back(static_cast<char>(0xdc));
-    PutBigEndian(out, n, 2);
-  } else {
-    out->push_back(static_cast<char>(0xdd));
-    PutBigEndian(out, n, 4);
-  }
-}
-
-void PutString(std::string* out, std::string_view s) {
-  if (s.size() < 32) {
-    out->push_back(static_cast<char>(0xa0 | s.size()));
-  } else if (s.size() <= 0xff) {
-    out->push_back(static_cast<char>(0xd9));
-    PutBigEndian(out, s.size(), 1);
-  } else {
-    out->push_back(static_cast<char>(0xda));
-    PutBigEndian(out, s.size(), 2);
-  }
-  out->append(s.data(), s.size());
-}
-
-void PutEvent(std::string* out, const KvEvent& e, int32_t block_size) {
+void PackEvent(Packer& pk, const KvEvent& e, int32_t block_size) {
   switch (e.kind) {
     case KvEvent::Kind::kBlockStored:
-      PutArrayHeader(out, 7);
-      PutString(out, "BlockStored");
-      PutArrayHeader(out, e.block_hashes.size());
-      for (uint64_t h : e.block_hashes) PutUint(out, h);
+      pk.pack_array(7);
+      PackString(pk, "BlockStored");
+      PackHashes(pk, e.block_hashes);
       if (e.parent_block_hash.has_value()) {
-        PutUint(out, *e.parent_block_hash);
+        pk.pack_uint64(*e.parent_block_hash);
       } else {
-        PutNil(out);
+        pk.pack_nil();
       }
-      PutArrayHeader(out, e.token_ids.size());
-      for (TokenId t : e.token_ids) PutInt(out, t);
-      PutInt(out, block_size);
-      PutNil(out);  // lora_id: adapters are part of the hash (extra_key), not named here
-      PutString(out, MediumName(e.tier));
+      pk.pack_array(static_cast<uint32_t>(e.token_ids.size()));
+      for (TokenId t : e.token_ids) pk.pack_int32(t);
+      pk.pack_int32(block_size);
+      pk.pack_nil();  // lora_id: adapters are part of the hash (extra_key), not named here
+      PackString(pk, MediumName(e.tier));
       return;
     case KvEvent::Kind::kBlockRemoved:
-      PutArrayHeader(out, 3);
-      PutString(out, "BlockRemoved");
-      PutArrayHeader(out, e.block_hashes.size());
-      for (uint64_t h : e.block_hashes) PutUint(out, h);
-      PutString(out, MediumName(e.tier));
+      pk.pack_array(3);
+      PackString(pk, "BlockRemoved");
+      PackHashes(pk, e.block_hashes);
+      PackString(pk, MediumName(e.tier));
       return;
     case KvEvent::Kind::kAllBlocksCleared:
-      PutArrayHeader(out, 1);
-      PutString(out, "AllBlocksCleared");
+      pk.pack_array(1);
+      PackString(pk, "AllBlocksCleared");
       return;
   }
 }
@@ -149,9 +97,11 @@ bool ReceiveFrame(void* socket, std::string* frame) {
   return more;
 }
 
+// A batch's sequence number as vLLM sends it: 8 bytes, big-endian.
 std::string SeqBytes(int64_t seq) {
-  std::string out;
-  PutBigEndian(&out, static_cast<uint64_t>(seq), 8);
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    out[7 - i] = static_cast<char>((static_cast<uint64_t>(seq) >> (8 * i)) & 0xff);
   return out;
 }
 
@@ -165,10 +115,12 @@ double WallSeconds() {
 
 std::string EncodeKvEventBatch(const KvEventBatch& batch, int32_t block_size) {
   std::string out;
-  PutArrayHeader(&out, 2);
-  PutDouble(&out, batch.ts);
-  PutArrayHeader(&out, batch.events.size());
-  for (const KvEvent& e : batch.events) PutEvent(&out, e, block_size);
+  StringSink sink{&out};
+  Packer pk(sink);
+  pk.pack_array(2);
+  pk.pack_double(batch.ts);
+  pk.pack_array(static_cast<uint32_t>(batch.events.size()));
+  for (const KvEvent& e : batch.events) PackEvent(pk, e, block_size);
   return out;
 }
 
