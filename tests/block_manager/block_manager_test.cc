@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/block_manager/test_util.h"
 
@@ -100,6 +101,13 @@ TEST_P(BlockSizeTest, AddSequenceBadInputsLeaveStateUnchanged) {
   EXPECT_FALSE(bm->Contains(2));
   EXPECT_FALSE(bm->CanAdmit(Tokens(7 * bs())).can_admit);
   EXPECT_TRUE(bm->CanAdmit(Tokens(6 * bs())).can_admit);
+  // Larger than the whole pool: the message says it can never fit (not "wait").
+  ExpectFailsUnchanged(*bm, StatusCode::kResourceExhausted,
+                       [&] { return bm->AddSequence(3, Tokens(8 * bs() + 1)).status(); });
+  EXPECT_THAT(std::string(bm->AddSequence(3, Tokens(8 * bs() + 1)).status().message()),
+              ::testing::HasSubstr("can never fit"));
+  EXPECT_THAT(std::string(bm->AddSequence(3, Tokens(7 * bs())).status().message()),
+              ::testing::HasSubstr("or wait"));
 }
 
 TEST(BlockManagerAdmitTest, WatermarkAppliesToCanAdmitOnly) {

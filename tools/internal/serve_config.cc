@@ -122,6 +122,10 @@ absl::StatusOr<service::ModelOptions> ParseModel(const Json& m, size_t index,
   if (auto r = m.find("remote"); r != m.end()) {
     PAGEDKV_RETURN_IF_ERROR(ParseRemote(*r, where + ".remote", &out.cache.remote));
   }
+  if (!m.contains("gpu_blocks")) {
+    return Invalid(where,
+                   "'gpu_blocks' is missing: give the number of GPU blocks of the model's pool");
+  }
   if (gpu_blocks < 1)
     return Invalid(where, absl::StrCat("'gpu_blocks' must be >= 1, got ", gpu_blocks));
   if (host_blocks < 0) {

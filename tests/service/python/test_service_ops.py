@@ -362,6 +362,7 @@ def test_serve_json_with_every_section(toy_model, tmp_path):
     ({"lease_seconds": 0.0001}, "lease_seconds", "min_lease_seconds"),
     ({"models": [{"model": "toy", "gpu_blocks": 8, "remote": "memory://x"}]}, "models[0]",
      "host_blocks > 0"),
+    ({"models": [{"model": "toy"}]}, "'gpu_blocks' is missing", "number of GPU blocks"),
 ])
 def test_bad_serve_json_names_the_field_and_the_fix(toy_model, tmp_path, change, field, fix):
     config = {"models": [{"model": str(toy_model), "gpu_blocks": 8}]}
