@@ -72,8 +72,11 @@ def test_error_mapping(manager):
     with pytest.raises(ValueError):
         manager.fork(1, 1)
     with pytest.raises(pagedkv.OutOfBlocks) as err:
-        manager.add_sequence(3, list(range(4 * 33)))
+        manager.add_sequence(3, list(range(4 * 33)))  # more pages than the whole pool
     assert isinstance(err.value, MemoryError)
+    assert "never fit" in str(err.value)
+    with pytest.raises(pagedkv.OutOfBlocks) as err:
+        manager.add_sequence(3, list(range(4 * 32)))  # fits an empty pool, not this one
     assert "free" in str(err.value)
     with pytest.raises(MemoryError):
         manager.append_tokens(1, list(range(4 * 40)))
