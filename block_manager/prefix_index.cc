@@ -189,12 +189,11 @@ absl::StatusOr<AdmitInfo> BlockManager::AddSequence(SeqId seq, absl::Span<const 
     const int64_t need = new_blocks + (G.hashed ? cached_gpu_hits : 0);
     const uint32_t avail = G.gpu.alloc->num_available();
     if (pages > static_cast<int64_t>(G.gpu.alloc->num_blocks())) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("AddSequence: sequence ", seq, ": prompt of ", prompt.size(),
-                       " tokens needs ", pages, " blocks in group ", g,
-                       " but the GPU pool has only ", G.gpu.alloc->num_blocks(),
-                       " blocks: it can never fit; shorten the prompt or configure "
-                       "more GPU blocks"));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "AddSequence: sequence ", seq, ": prompt of ", prompt.size(), " tokens needs ", pages,
+          " blocks in group ", g, " but the GPU pool has only ", G.gpu.alloc->num_blocks(),
+          " blocks: it can never fit; shorten the prompt or configure "
+          "more GPU blocks"));
     }
     if (need > avail) {
       return absl::ResourceExhaustedError(absl::StrCat(

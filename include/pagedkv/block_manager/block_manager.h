@@ -23,8 +23,8 @@
 // a budget buys "blocks of all groups"; with neither, gpu_memory_fraction of the CUDA device's
 // memory (InvalidArgument without a device). The host tier is sized the same way from
 // host_num_blocks / host_budget_bytes; it is kVirtual (metadata only) when the GPU tier is, so a
-// simulated GPU's swap space is not bounded by the simulating machine's memory. Cross groups hold encoder tokens; shares(j) layers own
-// nothing (LocateLayer resolves them to layer j's storage).
+// simulated GPU's swap space is not bounded by the simulating machine's memory. Cross groups hold
+// encoder tokens; shares(j) layers own nothing (LocateLayer resolves them to layer j's storage).
 //
 // Remote tier (config.remote, needs prefix caching and a host tier with memory): a published host
 // page that is evicted after being reused admit_hits times is written to a shared store (Redis,
