@@ -9,6 +9,7 @@
 // reports an error for each benchmark when redis-server is not installed.
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -80,16 +81,24 @@ Fixture& Shared() {
   return *f;
 }
 
-// What the simulator's roofline says an H100 spends recomputing `tokens` prefix tokens (one
-// prefill chunk: weights read once, compute-bound beyond a few hundred tokens), minus the fixed
-// per-step overhead.
-double RecomputeSeconds(int64_t tokens) {
+// The simulator's step-time model of `preset` on an H100, or nullopt when a preset is missing.
+std::optional<StepTimeModel> H100Model(const char* preset) {
+  absl::StatusOr<ModelSpec> spec = ModelSpec::Preset(preset);
   absl::StatusOr<GpuSpec> gpu = GpuSpec::Preset("h100");
-  absl::StatusOr<ModelCompute> mc = ModelCompute::ForModel(Llama3());
-  if (!gpu.ok() || !mc.ok()) return 0;
-  const StepTimeModel model(*gpu, *mc);
-  return model.StepSeconds({{.query_tokens = tokens, .context_tokens = 0}}, {}) -
-         gpu->step_overhead_s;
+  if (!spec.ok() || !gpu.ok()) return std::nullopt;
+  absl::StatusOr<ModelCompute> mc = ModelCompute::ForModel(*spec);
+  if (!mc.ok()) return std::nullopt;
+  return StepTimeModel(*gpu, *mc);
+}
+
+// What the simulator's roofline says an H100 spends recomputing `tokens` prefix tokens of
+// Llama-3-8B (one prefill chunk: weights read once, compute-bound beyond a few hundred tokens),
+// minus the fixed per-step overhead.
+double RecomputeSeconds(int64_t tokens) {
+  const std::optional<StepTimeModel> model = H100Model("llama-3-8b");
+  if (!model) return 0;
+  return model->StepSeconds({{.query_tokens = tokens, .context_tokens = 0}}, {}) -
+         model->StepSeconds({}, {});
 }
 
 // The shortest cached prefix (tokens, powers of two up to 1M) that loads faster at
@@ -99,18 +108,15 @@ double RecomputeSeconds(int64_t tokens) {
 // prefix's KV bytes at the measured rate. -1 when no length up to 1M tokens does.
 constexpr int64_t kSuffixTokens = 256;
 double BreakevenTokens(const char* preset, double bytes_per_s) {
-  absl::StatusOr<ModelSpec> spec = ModelSpec::Preset(preset);
-  absl::StatusOr<GpuSpec> gpu = GpuSpec::Preset("h100");
-  if (!spec.ok() || !gpu.ok() || bytes_per_s <= 0) return -1;
-  absl::StatusOr<ModelCompute> mc = ModelCompute::ForModel(*spec);
-  if (!mc.ok()) return -1;
-  const StepTimeModel model(*gpu, *mc);
+  const std::optional<StepTimeModel> model = H100Model(preset);
+  if (!model || bytes_per_s <= 0) return -1;
+  const ModelSpec spec = *ModelSpec::Preset(preset);
   const double bytes_per_token =
-      static_cast<double>(spec->num_layers()) * static_cast<double>(spec->BytesPerTokenPerLayer());
+      static_cast<double>(spec.num_layers()) * static_cast<double>(spec.BytesPerTokenPerLayer());
   for (int64_t n = kBlockSize; n <= (int64_t{1} << 20); n *= 2) {
     const double recompute =
-        model.StepSeconds({{.query_tokens = n + kSuffixTokens, .context_tokens = 0}}, {}) -
-        model.StepSeconds({{.query_tokens = kSuffixTokens, .context_tokens = n}}, {});
+        model->StepSeconds({{.query_tokens = n + kSuffixTokens, .context_tokens = 0}}, {}) -
+        model->StepSeconds({{.query_tokens = kSuffixTokens, .context_tokens = n}}, {});
     if (static_cast<double>(n) * bytes_per_token / bytes_per_s < recompute) {
       return static_cast<double>(n);
     }

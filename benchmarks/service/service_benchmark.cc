@@ -284,20 +284,16 @@ BENCHMARK(BM_InProcessManager)
     ->UseManualTime()
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_InProcessServiceCore)
-    ->Args({1, 3000 / kShrink})
-    ->Args({8, 400 / kShrink})
-    ->Args({32, 100 / kShrink})
-    ->UseManualTime()
-    ->Iterations(1)
-    ->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_UnixSocketStep)
-    ->Args({1, 3000 / kShrink})
-    ->Args({8, 400 / kShrink})
-    ->Args({32, 100 / kShrink})
-    ->UseManualTime()
-    ->Iterations(1)
-    ->Unit(benchmark::kMillisecond);
+void ClientRows(benchmark::internal::Benchmark* b) {
+  b->Args({1, 3000 / kShrink})
+      ->Args({8, 400 / kShrink})
+      ->Args({32, 100 / kShrink})
+      ->UseManualTime()
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_InProcessServiceCore)->Apply(ClientRows);
+BENCHMARK(BM_UnixSocketStep)->Apply(ClientRows);
 
 }  // namespace
 }  // namespace pagedkv
